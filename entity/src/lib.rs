@@ -1,0 +1,22 @@
+//! SeaORM entities for the coursegraph tables (CONTRACT §7) and the enums stored in them.
+//!
+//! These are storage types only: the GraphQL layer maps them to its own API types
+//! so that a column added here never leaks into the schema by accident.
+
+pub mod course;
+pub mod enums;
+pub mod membership;
+pub mod organization;
+pub mod track;
+pub mod user;
+
+pub use enums::{Difficulty, MembershipRole};
+
+/// `use entity::prelude::*` brings every entity in under a short name.
+pub mod prelude {
+    pub use super::course::Entity as Course;
+    pub use super::membership::Entity as Membership;
+    pub use super::organization::Entity as Organization;
+    pub use super::track::Entity as Track;
+    pub use super::user::Entity as User;
+}

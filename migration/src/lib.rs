@@ -1,0 +1,98 @@
+//! Schema migrations (CONTRACT §7), one concern per file; the same files run on SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20250101_000001_create_users;
+mod m20250101_000002_create_organizations;
+mod m20250101_000003_create_memberships;
+mod m20250101_000004_create_courses;
+mod m20250101_000005_create_tracks;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20250101_000001_create_users::Migration),
+            Box::new(m20250101_000002_create_organizations::Migration),
+            Box::new(m20250101_000003_create_memberships::Migration),
+            Box::new(m20250101_000004_create_courses::Migration),
+            Box::new(m20250101_000005_create_tracks::Migration),
+        ]
+    }
+}
+
+/// Table and column names shared by the migrations.
+#[derive(DeriveIden)]
+pub(crate) enum Users {
+    Table,
+    Id,
+    Issuer,
+    ExternalId,
+    Email,
+    Name,
+    AvatarUrl,
+    EmailVerified,
+    LastLoginAt,
+    ProfileData,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum Organizations {
+    Table,
+    Id,
+    ExternalId,
+    Name,
+    Slug,
+    StorageBucket,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum Memberships {
+    Table,
+    Id,
+    UserId,
+    OrganizationId,
+    Role,
+    IsActive,
+    JoinedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum Courses {
+    Table,
+    Id,
+    OrganizationId,
+    InstructorId,
+    Title,
+    Description,
+    Category,
+    DifficultyLevel,
+    EstimatedDuration,
+    DurationUnit,
+    Price,
+    IsPublished,
+    Metadata,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum Tracks {
+    Table,
+    Id,
+    OrganizationId,
+    CourseId,
+    Name,
+    Description,
+    Position,
+    CreatedAt,
+    UpdatedAt,
+}

@@ -1,0 +1,158 @@
+//! `App::build(config)`: the database, schema, verifier and routes, assembled once and
+//! used identically by `main` and by the tests (which bind port 0).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{
+    Server,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    auth::{Verifier, cache::ContextCache, provision::Provisioner},
+    config::{Config, SecretSource},
+    db::{self, StatementCounter},
+    graphql::limits::Preflight,
+    graphql::{AppSchema, build_schema, schema::SchemaOptions},
+    http::apq::ApqStore,
+    metrics::Metrics,
+};
+
+/// Everything a request needs, shared by all requests.
+pub struct AppState {
+    pub config: Config,
+    pub conn: DatabaseConnection,
+    pub statements: StatementCounter,
+    pub write_lock: db::WriteLock,
+    pub schema: AppSchema,
+    pub verifier: Verifier,
+    pub provisioner: Provisioner,
+    pub metrics: Metrics,
+    pub apq: ApqStore,
+    pub preflight: Preflight,
+    /// The schema without a complexity limit, for measuring refused documents.
+    pub probe: AppSchema,
+}
+
+impl AppState {
+    /// Refreshes the gauges that are sampled rather than counted.
+    pub fn sample_gauges(&self) {
+        match self.conn.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                let p = self.conn.get_postgres_connection_pool();
+                self.metrics.set_pool(p.size(), p.num_idle());
+            }
+            sea_orm::DbBackend::Sqlite => {
+                let p = self.conn.get_sqlite_connection_pool();
+                self.metrics.set_pool(p.size(), p.num_idle());
+            }
+            _ => {}
+        }
+        if let Some(j) = self.verifier.jwks() {
+            let (f, e) = j.fetch_counts();
+            self.metrics.set_jwks(f, e);
+        }
+    }
+}
+
+/// The assembled application.
+#[derive(Clone)]
+pub struct App {
+    pub state: Arc<AppState>,
+}
+
+impl App {
+    /// Connects, migrates (unless disabled), and builds the schema and routes.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let (conn, statements) = db::connect(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_acquire_timeout,
+            Some(metrics.clone()),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database (COURSEGRAPH_DATABASE_URL): {e}"))?;
+        if config.auto_migrate {
+            db::migrate(&conn).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        }
+        Self::from_parts(config, conn, statements, metrics)
+    }
+
+    /// Builds on an already-open connection (tests that share a connection use this).
+    pub fn from_parts(
+        config: Config,
+        conn: DatabaseConnection,
+        statements: StatementCounter,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        if let SecretSource::DevFile(path) = &config.auth.secret_source {
+            tracing::warn!(
+                file = %path.display(),
+                "development mode: no COURSEGRAPH_JWT_SECRET or COURSEGRAPH_JWKS_URL is set, so tokens are \
+                 signed and verified with a generated secret kept in this file; mint one with `coursegraph token`"
+            );
+        }
+        let verifier = Verifier::new(&config.auth).map_err(|e| anyhow::anyhow!(e))?;
+        if let Some(jwks) = verifier.jwks().cloned() {
+            tokio::spawn(async move { jwks.prefetch().await });
+        }
+        let schema = build_schema(&SchemaOptions {
+            introspection: config.introspection,
+            suggestions: !config.is_production(),
+            limits: config.limits.clone(),
+        });
+        // On PostgreSQL the cache serves only while this replica hears the others' changes.
+        let postgres = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
+        let cache = Arc::new(ContextCache::new(config.context_cache_ttl, !postgres));
+        if postgres && cache.enabled() {
+            tokio::spawn(crate::auth::cache::listen(cache.clone(), config.database_url.clone()));
+        }
+        let write_lock = db::WriteLock::for_backend(conn.get_database_backend());
+        let provisioner = Provisioner::new(
+            conn.clone(),
+            config.auth.role_source,
+            config.auth.default_role,
+            metrics.clone(),
+            cache,
+            write_lock.clone(),
+        );
+        let apq = ApqStore::new(config.apq_cache_size);
+        let preflight = Preflight::new(config.limits.clone());
+        let probe = crate::graphql::schema::build_probe_schema();
+        Ok(Self {
+            state: Arc::new(AppState {
+                config,
+                conn,
+                statements,
+                write_lock,
+                schema,
+                verifier,
+                provisioner,
+                metrics,
+                apq,
+                preflight,
+                probe,
+            }),
+        })
+    }
+
+    /// Binds the configured address; returns the bound address and the server future.
+    pub async fn bind(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>> + Send + 'static)> {
+        let addr = self.state.config.listen;
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (COURSEGRAPH_LISTEN): {e}"))?;
+        let bound = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(addr);
+        let routes = crate::http::routes(self.state.clone());
+        let server = Server::new_with_acceptor(acceptor)
+            .idle_timeout(Duration::from_secs(60))
+            .run_with_graceful_shutdown(routes, shutdown, Some(Duration::from_secs(10)));
+        Ok((bound, server))
+    }
+}

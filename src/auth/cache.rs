@@ -1,0 +1,273 @@
+//! The context cache: a verified identity's user and memberships, kept for a short TTL so
+//! a warm request needs no database round trip for identity.
+//!
+//! Staleness is bounded three ways: entries expire after `COURSEGRAPH_CONTEXT_CACHE_TTL`;
+//! every membership, role and organization change made through this server invalidates
+//! the affected entries at once; and on PostgreSQL those changes are also published with
+//! `pg_notify` and applied by every replica's listener — while a replica's listener is
+//! not connected, its cache is bypassed (it may have missed a notification).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use uuid::Uuid;
+
+use super::viewer::{MembershipRecord, UserRecord};
+
+/// The PostgreSQL channel replicas announce context changes on.
+pub const CHANNEL: &str = "coursegraph_context";
+
+/// The most entries kept; beyond it, the cache starts over (it only ever saves reads).
+const CAPACITY: usize = 100_000;
+
+/// A user and their memberships, as identity resolution loads them.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub user: UserRecord,
+    pub memberships: Vec<MembershipRecord>,
+}
+
+/// Something that changes what a viewer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A user's profile or memberships changed.
+    User(Uuid),
+    /// An organization changed (its slug, which `X-Organization-Id` matches).
+    Organization(Uuid),
+}
+
+impl Change {
+    fn payload(self) -> String {
+        match self {
+            Change::User(id) => format!("user:{id}"),
+            Change::Organization(id) => format!("org:{id}"),
+        }
+    }
+
+    pub fn parse(payload: &str) -> Option<Self> {
+        let (kind, id) = payload.split_once(':')?;
+        let id = Uuid::parse_str(id).ok()?;
+        match kind {
+            "user" => Some(Change::User(id)),
+            "org" => Some(Change::Organization(id)),
+            _ => None,
+        }
+    }
+}
+
+struct Entry {
+    found: Arc<Found>,
+    at: Instant,
+}
+
+pub struct ContextCache {
+    ttl: Duration,
+    /// Off while a PostgreSQL replica's listener is disconnected.
+    live: AtomicBool,
+    map: Mutex<HashMap<(String, String), Entry>>,
+}
+
+impl ContextCache {
+    /// `ttl` zero disables the cache. `live` says whether it may serve right away
+    /// (PostgreSQL replicas start dark until their listener is up).
+    pub fn new(ttl: Duration, live: bool) -> Self {
+        Self { ttl, live: AtomicBool::new(live), map: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Entry>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, issuer: &str, subject: &str) -> Option<Arc<Found>> {
+        if !self.enabled() || !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let key = (issuer.to_owned(), subject.to_owned());
+        let map = self.map();
+        map.get(&key).filter(|e| e.at.elapsed() < self.ttl).map(|e| e.found.clone())
+    }
+
+    pub fn put(&self, issuer: &str, subject: &str, found: Arc<Found>) {
+        if !self.enabled() {
+            return;
+        }
+        let mut map = self.map();
+        if map.len() >= CAPACITY {
+            let ttl = self.ttl;
+            map.retain(|_, e| e.at.elapsed() < ttl);
+            if map.len() >= CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert((issuer.to_owned(), subject.to_owned()), Entry { found, at: Instant::now() });
+    }
+
+    /// Drops every entry `change` could make wrong.
+    pub fn invalidate(&self, change: Change) {
+        if !self.enabled() {
+            return;
+        }
+        self.map().retain(|_, e| match change {
+            Change::User(id) => e.found.user.id != id,
+            Change::Organization(id) => !e.found.memberships.iter().any(|m| m.organization_id == id),
+        });
+    }
+
+    pub fn clear(&self) {
+        self.map().clear();
+    }
+
+    pub fn set_live(&self, live: bool) {
+        if !live {
+            self.clear();
+        }
+        self.live.store(live, Ordering::Release);
+    }
+
+    /// Announces `changes` to the other replicas (PostgreSQL; inside the caller's
+    /// transaction, so they hear of it only if it commits).
+    pub async fn publish(db: &impl ConnectionTrait, changes: &[Change]) -> Result<(), sea_orm::DbErr> {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        for c in changes {
+            db.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [CHANNEL.into(), c.payload().into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs for the life of the server: applies other replicas' changes to `cache`, and keeps
+/// the cache dark whenever the listening connection is down.
+pub async fn listen(cache: Arc<ContextCache>, url: String) {
+    use sqlx::postgres::PgListener;
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(mut l) => match l.listen(CHANNEL).await {
+                Ok(()) => {
+                    // Report a lost connection at once: sqlx would otherwise reconnect before
+                    // returning, waiting out its pool's acquire timeout (30 s) while the
+                    // database is unreachable — with this cache still serving.
+                    l.eager_reconnect(false);
+                    l
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "context cache: LISTEN failed; cache bypassed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "context cache: cannot connect the listener; cache bypassed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        cache.clear();
+        cache.set_live(true);
+        tracing::info!(channel = CHANNEL, "context cache: listening for changes from other replicas");
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => match Change::parse(n.payload()) {
+                    Some(c) => cache.invalidate(c),
+                    None => cache.clear(),
+                },
+                // The connection dropped: anything may have been missed until it is back.
+                Ok(None) => {
+                    cache.set_live(false);
+                    tracing::warn!("context cache: listener lost its connection; cache bypassed until it reconnects");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "context cache: listener failed; cache bypassed until it reconnects");
+                    cache.set_live(false);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn found(user: Uuid, orgs: &[Uuid]) -> Arc<Found> {
+        Arc::new(Found {
+            user: UserRecord {
+                id: user,
+                email: None,
+                name: None,
+                avatar_url: None,
+                email_verified: false,
+                last_login_at: None,
+                created_at: Utc::now(),
+            },
+            memberships: orgs
+                .iter()
+                .map(|o| MembershipRecord {
+                    id: Uuid::now_v7(),
+                    organization_id: *o,
+                    organization_slug: "s".into(),
+                    organization_external_id: None,
+                    role: crate::authz::Role::Member,
+                    is_active: true,
+                    joined_at: Utc::now(),
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn hits_expire_and_invalidate() {
+        let (u1, u2, o) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let c = ContextCache::new(Duration::from_secs(60), true);
+        c.put("i", "a", found(u1, &[o]));
+        c.put("i", "b", found(u2, &[]));
+        assert!(c.get("i", "a").is_some());
+        c.invalidate(Change::Organization(o));
+        assert!(c.get("i", "a").is_none(), "a member of the changed organization");
+        assert!(c.get("i", "b").is_some());
+        c.invalidate(Change::User(u2));
+        assert!(c.get("i", "b").is_none());
+
+        let short = ContextCache::new(Duration::from_millis(1), true);
+        short.put("i", "a", found(u1, &[]));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(short.get("i", "a").is_none(), "expired");
+
+        let dark = ContextCache::new(Duration::from_secs(60), false);
+        dark.put("i", "a", found(u1, &[]));
+        assert!(dark.get("i", "a").is_none(), "not live");
+        let off = ContextCache::new(Duration::ZERO, true);
+        off.put("i", "a", found(u1, &[]));
+        assert!(off.get("i", "a").is_none());
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let id = Uuid::now_v7();
+        for c in [Change::User(id), Change::Organization(id)] {
+            assert_eq!(Change::parse(&c.payload()), Some(c));
+        }
+        assert_eq!(Change::parse("nonsense"), None);
+    }
+}

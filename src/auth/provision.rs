@@ -1,0 +1,593 @@
+//! First-sight provisioning: get-or-create the user, organization and membership a
+//! verified identity names — idempotent, race-safe and atomic.
+//!
+//! The warm path is one SELECT (user ⟕ memberships ⟕ organizations) and no write.
+//! Anything missing is created in one transaction with INSERT … ON CONFLICT DO NOTHING
+//! followed by a SELECT on the unique key, so any number of concurrent first requests,
+//! from any number of server processes, converge on exactly one row each.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{membership, organization, user};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, QueryResult,
+    sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Query},
+};
+use uuid::Uuid;
+
+use std::sync::Arc;
+
+use super::{
+    Identity,
+    cache::{Change, ContextCache, Found},
+    claims::OrgClaim,
+    viewer::{MembershipRecord, UserRecord, Viewer},
+};
+use crate::{
+    authz::{AccessReason, Action, Decision, Role, policy},
+    config::RoleSource,
+    db::WriteLock,
+    error::{AppError, AppResult},
+    metrics::Metrics,
+};
+
+/// `last_login_at` is written at most this often per user.
+pub const LOGIN_TOUCH_INTERVAL: Duration = Duration::minutes(5);
+
+/// Provisions identities into viewers.
+#[derive(Clone)]
+pub struct Provisioner {
+    conn: DatabaseConnection,
+    role_source: RoleSource,
+    default_role: Role,
+    metrics: Metrics,
+    cache: Arc<ContextCache>,
+    write_lock: WriteLock,
+}
+
+impl Provisioner {
+    pub fn new(
+        conn: DatabaseConnection,
+        role_source: RoleSource,
+        default_role: Role,
+        metrics: Metrics,
+        cache: Arc<ContextCache>,
+        write_lock: WriteLock,
+    ) -> Self {
+        Self { conn, role_source, default_role, metrics, cache, write_lock }
+    }
+
+    pub fn cache(&self) -> &Arc<ContextCache> {
+        &self.cache
+    }
+
+    /// The viewer for `identity`, creating whatever is missing. `active_header` is the
+    /// `X-Organization-Id` header (uuid or slug), if sent.
+    pub async fn viewer(&self, identity: &Identity, active_header: Option<&str>) -> AppResult<Viewer> {
+        let now = Utc::now();
+        let cached = self.cache.get(&identity.issuer, &identity.subject);
+        let found = match &cached {
+            Some(f) => Some(f.as_ref().clone()),
+            None => load(&self.conn, Key::Identity(identity)).await?,
+        };
+        let found = match found {
+            Some(mut f) if !self.needs_transaction(identity, &f) => {
+                let wrote = self.touch_if_stale(identity, &mut f, now).await?;
+                if cached.is_none() || wrote {
+                    self.cache.put(&identity.issuer, &identity.subject, Arc::new(f.clone()));
+                }
+                f
+            }
+            _ => {
+                self.provision(identity, now).await?;
+                let f = load(&self.conn, Key::Identity(identity))
+                    .await?
+                    .ok_or_else(|| AppError::internal("provisioned user vanished"))?;
+                self.cache.put(&identity.issuer, &identity.subject, Arc::new(f.clone()));
+                f
+            }
+        };
+        let mut viewer = Viewer {
+            user: found.user,
+            memberships: found.memberships,
+            active_organization: None,
+            platform_admin: identity.platform_admin,
+        };
+        viewer.active_organization = self.active_organization(&viewer, identity, active_header).await?;
+        if viewer.platform_admin {
+            tracing::info!(target: "audit", event = "platform_admin.request", user_id = %viewer.user.id,
+                organization_id = ?viewer.active_organization, "platform admin authenticated");
+        }
+        Ok(viewer)
+    }
+
+    /// Whether the warm path cannot serve this identity without creating or changing rows.
+    fn needs_transaction(&self, identity: &Identity, f: &Found) -> bool {
+        let Some(org) = &identity.organization else { return false };
+        match f.memberships.iter().find(|m| m.organization_external_id.as_deref() == Some(&org.external_id)) {
+            None => true,
+            Some(m) => {
+                self.role_source == RoleSource::Token && m.is_active && identity.role.is_some_and(|r| r != m.role)
+            }
+        }
+    }
+
+    /// Refreshes changed profile fields and a stale `last_login_at` in one UPDATE (and in
+    /// `f`, so this request already sees them); no write otherwise. Returns whether it wrote.
+    async fn touch_if_stale(&self, identity: &Identity, f: &mut Found, now: DateTime<Utc>) -> AppResult<bool> {
+        let profile_changed = profile_changed(identity, &f.user);
+        let stale = f.user.last_login_at.is_none_or(|t| now - t >= LOGIN_TOUCH_INTERVAL);
+        if !profile_changed && !stale {
+            return Ok(false);
+        }
+        let mut q = Query::update();
+        q.table(user::Entity)
+            .value(user::Column::LastLoginAt, now)
+            .and_where(Expr::col(user::Column::Id).eq(f.user.id));
+        if profile_changed {
+            apply_profile(&mut q, identity, now);
+            tracing::info!(target: "audit", event = "user.profile_refreshed", user_id = %f.user.id);
+        }
+        let txn = crate::db::begin_write_queued(&self.conn, &self.write_lock).await?;
+        txn.execute(&q).await?;
+        txn.commit().await?;
+        let u = &mut f.user;
+        u.last_login_at = Some(now);
+        if profile_changed {
+            u.email = identity.email.clone().or(u.email.take());
+            u.name = identity.name.clone().or(u.name.take());
+            u.avatar_url = identity.picture.clone().or(u.avatar_url.take());
+            if identity.email.is_some() {
+                u.email_verified = identity.email_verified;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Creates the user, organization and membership that are missing — all or nothing.
+    async fn provision(&self, identity: &Identity, now: DateTime<Utc>) -> AppResult<()> {
+        let txn = crate::db::begin_write_queued(&self.conn, &self.write_lock).await?;
+
+        // 1. The user.
+        let new_id = Uuid::now_v7();
+        let insert = Query::insert()
+            .into_table(user::Entity)
+            .columns([
+                user::Column::Id,
+                user::Column::Issuer,
+                user::Column::ExternalId,
+                user::Column::Email,
+                user::Column::Name,
+                user::Column::AvatarUrl,
+                user::Column::EmailVerified,
+                user::Column::LastLoginAt,
+                user::Column::ProfileData,
+                user::Column::CreatedAt,
+                user::Column::UpdatedAt,
+            ])
+            .values_panic([
+                new_id.into(),
+                identity.issuer.clone().into(),
+                identity.subject.clone().into(),
+                identity.email.clone().into(),
+                identity.name.clone().into(),
+                identity.picture.clone().into(),
+                identity.email_verified.into(),
+                now.into(),
+                serde_json::json!({ "idp_roles": identity.idp_roles }).into(),
+                now.into(),
+                now.into(),
+            ])
+            .on_conflict(OnConflict::columns([user::Column::Issuer, user::Column::ExternalId]).do_nothing().to_owned())
+            .to_owned();
+        let created_user = txn.execute(&insert).await?.rows_affected() == 1;
+        let row = txn
+            .query_one(
+                &Query::select()
+                    .columns([
+                        user::Column::Id,
+                        user::Column::Email,
+                        user::Column::Name,
+                        user::Column::AvatarUrl,
+                        user::Column::EmailVerified,
+                        user::Column::LastLoginAt,
+                        user::Column::CreatedAt,
+                    ])
+                    .from(user::Entity)
+                    .and_where(Expr::col(user::Column::Issuer).eq(identity.issuer.as_str()))
+                    .and_where(Expr::col(user::Column::ExternalId).eq(identity.subject.as_str()))
+                    .to_owned(),
+            )
+            .await?
+            .ok_or_else(|| AppError::internal("user row missing after insert-on-conflict"))?;
+        let user_id: Uuid = row.try_get("", "id")?;
+        if created_user {
+            self.metrics.provisioned("user");
+            tracing::info!(target: "audit", event = "user.created", user_id = %user_id,
+                issuer = %identity.issuer, subject = %identity.subject, "provisioned user");
+        } else {
+            let existing = UserRecord {
+                id: user_id,
+                email: row.try_get("", "email")?,
+                name: row.try_get("", "name")?,
+                avatar_url: row.try_get("", "avatar_url")?,
+                email_verified: row.try_get("", "email_verified")?,
+                last_login_at: row.try_get("", "last_login_at")?,
+                created_at: row.try_get("", "created_at")?,
+            };
+            if profile_changed(identity, &existing) {
+                let mut q = Query::update();
+                q.table(user::Entity).and_where(Expr::col(user::Column::Id).eq(user_id));
+                apply_profile(&mut q, identity, now);
+                txn.execute(&q).await?;
+                tracing::info!(target: "audit", event = "user.profile_refreshed", user_id = %user_id);
+            }
+        }
+
+        // 2. The organization and 3. the membership, when the token names an organization.
+        if let Some(org) = &identity.organization {
+            let org_id = self.get_or_create_org(&txn, org, now).await?;
+            let role = identity.role.unwrap_or(self.default_role);
+            let insert = Query::insert()
+                .into_table(membership::Entity)
+                .columns([
+                    membership::Column::Id,
+                    membership::Column::UserId,
+                    membership::Column::OrganizationId,
+                    membership::Column::Role,
+                    membership::Column::IsActive,
+                    membership::Column::JoinedAt,
+                    membership::Column::UpdatedAt,
+                ])
+                .values_panic([
+                    Uuid::now_v7().into(),
+                    user_id.into(),
+                    org_id.into(),
+                    entity::MembershipRole::from(role).as_str().into(),
+                    true.into(),
+                    now.into(),
+                    now.into(),
+                ])
+                .on_conflict(
+                    OnConflict::columns([membership::Column::UserId, membership::Column::OrganizationId])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .to_owned();
+            if txn.execute(&insert).await?.rows_affected() == 1 {
+                self.metrics.provisioned("membership");
+                tracing::info!(target: "audit", event = "membership.created", user_id = %user_id,
+                    organization_id = %org_id, role = role.as_str(), source = "token", "provisioned membership");
+            } else if self.role_source == RoleSource::Token
+                && let Some(token_role) = identity.role
+            {
+                // The token is authoritative for the role, but never re-activates a removed member.
+                let q = Query::update()
+                    .table(membership::Entity)
+                    .value(membership::Column::Role, entity::MembershipRole::from(token_role).as_str())
+                    .value(membership::Column::UpdatedAt, now)
+                    .and_where(Expr::col(membership::Column::UserId).eq(user_id))
+                    .and_where(Expr::col(membership::Column::OrganizationId).eq(org_id))
+                    .and_where(Expr::col(membership::Column::IsActive).eq(true))
+                    .and_where(
+                        Expr::col(membership::Column::Role).ne(entity::MembershipRole::from(token_role).as_str()),
+                    )
+                    .to_owned();
+                if txn.execute(&q).await?.rows_affected() == 1 {
+                    tracing::info!(target: "audit", event = "membership.role_changed", user_id = %user_id,
+                        organization_id = %org_id, role = token_role.as_str(), source = "token", "role follows token");
+                }
+            }
+        }
+        // Other replicas may hold this user's context: let them drop it.
+        ContextCache::publish(&txn, &[Change::User(user_id)]).await?;
+        txn.commit().await?;
+        self.cache.invalidate(Change::User(user_id));
+        Ok(())
+    }
+
+    /// Finds the organization by external id, creating it with a free slug if missing.
+    async fn get_or_create_org(
+        &self,
+        txn: &impl ConnectionTrait,
+        org: &OrgClaim,
+        now: DateTime<Utc>,
+    ) -> AppResult<Uuid> {
+        let name = org.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&org.external_id);
+        let name: String = name.chars().take(500).collect();
+        let base = slugify(&name);
+        for attempt in 0..8 {
+            let slug = if attempt == 0 { base.clone() } else { format!("{base}-{}", random_suffix()) };
+            // No conflict target: a clash on external_id (someone else created it) and a
+            // clash on slug (the name is taken) both do nothing; the SELECT tells which.
+            let insert = Query::insert()
+                .into_table(organization::Entity)
+                .columns([
+                    organization::Column::Id,
+                    organization::Column::ExternalId,
+                    organization::Column::Name,
+                    organization::Column::Slug,
+                    organization::Column::StorageBucket,
+                    organization::Column::CreatedAt,
+                    organization::Column::UpdatedAt,
+                ])
+                .values_panic([
+                    Uuid::now_v7().into(),
+                    org.external_id.clone().into(),
+                    name.clone().into(),
+                    slug.clone().into(),
+                    format!("org-{slug}").into(),
+                    now.into(),
+                    now.into(),
+                ])
+                .on_conflict(OnConflict::new().do_nothing().to_owned())
+                .to_owned();
+            let created = txn.execute(&insert).await?.rows_affected() == 1;
+            let stmt = Query::select()
+                .column(organization::Column::Id)
+                .from(organization::Entity)
+                .and_where(Expr::col(organization::Column::ExternalId).eq(org.external_id.as_str()))
+                .to_owned();
+            if let Some(row) = txn.query_one(&stmt).await? {
+                let id: Uuid = row.try_get("", "id")?;
+                if created {
+                    self.metrics.provisioned("organization");
+                    tracing::info!(target: "audit", event = "organization.created", organization_id = %id,
+                        external_id = %org.external_id, slug = %slug, "provisioned organization");
+                }
+                return Ok(id);
+            }
+        }
+        Err(AppError::internal(format!("no free slug for organization {}", org.external_id)))
+    }
+
+    /// CONTRACT §3: the header, else the token's organization, else the only active membership.
+    async fn active_organization(
+        &self,
+        viewer: &Viewer,
+        identity: &Identity,
+        header: Option<&str>,
+    ) -> AppResult<Option<Uuid>> {
+        if let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) {
+            let by_id = Uuid::parse_str(h).ok();
+            let found =
+                viewer.memberships.iter().find(|m| Some(m.organization_id) == by_id || m.organization_slug == h);
+            return match found {
+                Some(m) if m.is_active => Ok(Some(m.organization_id)),
+                Some(m) => Err(header_denied(AccessReason::MembershipInactive, Some(m.role), Some(m.organization_id))),
+                None if viewer.platform_admin => match self.find_org(by_id, h).await? {
+                    Some(id) => {
+                        tracing::info!(target: "audit", event = "platform_admin.act_as", user_id = %viewer.user.id,
+                            organization_id = %id, "platform admin selected an organization they are not a member of");
+                        Ok(Some(id))
+                    }
+                    None => Err(header_denied(AccessReason::NotAMember, None, None)),
+                },
+                // Unknown and not-a-member answer the same: existence never leaks.
+                None => Err(header_denied(AccessReason::NotAMember, None, None)),
+            };
+        }
+        if let Some(org) = &identity.organization
+            && let Some(m) = viewer
+                .memberships
+                .iter()
+                .find(|m| m.is_active && m.organization_external_id.as_deref() == Some(&org.external_id))
+        {
+            return Ok(Some(m.organization_id));
+        }
+        let mut active = viewer.active_memberships();
+        Ok(match (active.next(), active.next()) {
+            (Some(m), None) => Some(m.organization_id),
+            _ => None,
+        })
+    }
+
+    async fn find_org(&self, by_id: Option<Uuid>, slug: &str) -> AppResult<Option<Uuid>> {
+        let mut q = Query::select();
+        q.column(organization::Column::Id).from(organization::Entity);
+        match by_id {
+            Some(id) => q.and_where(Expr::col(organization::Column::Id).eq(id)),
+            None => q.and_where(Expr::col(organization::Column::Slug).eq(slug)),
+        };
+        Ok(match self.conn.query_one(&q).await? {
+            Some(r) => Some(r.try_get("", "id")?),
+            None => None,
+        })
+    }
+}
+
+/// Which user to load.
+enum Key<'a> {
+    Identity(&'a Identity),
+    UserId(Uuid),
+}
+
+/// The single warm-path statement: the user with every membership and its organization.
+async fn load(db: &impl ConnectionTrait, key: Key<'_>) -> AppResult<Option<Found>> {
+    let (u, m, o) = (Alias::new("u"), Alias::new("m"), Alias::new("o"));
+    let stmt = Query::select()
+        .exprs([
+            Expr::col((u.clone(), user::Column::Id)),
+            Expr::col((u.clone(), user::Column::Email)),
+            Expr::col((u.clone(), user::Column::Name)),
+            Expr::col((u.clone(), user::Column::AvatarUrl)),
+            Expr::col((u.clone(), user::Column::EmailVerified)),
+            Expr::col((u.clone(), user::Column::LastLoginAt)),
+            Expr::col((u.clone(), user::Column::CreatedAt)),
+        ])
+        .expr_as(Expr::col((m.clone(), membership::Column::Id)), Alias::new("m_id"))
+        .expr_as(Expr::col((m.clone(), membership::Column::OrganizationId)), Alias::new("m_org"))
+        .expr_as(Expr::col((m.clone(), membership::Column::Role)), Alias::new("m_role"))
+        .expr_as(Expr::col((m.clone(), membership::Column::IsActive)), Alias::new("m_active"))
+        .expr_as(Expr::col((m.clone(), membership::Column::JoinedAt)), Alias::new("m_joined"))
+        .expr_as(Expr::col((o.clone(), organization::Column::Slug)), Alias::new("o_slug"))
+        .expr_as(Expr::col((o.clone(), organization::Column::ExternalId)), Alias::new("o_ext"))
+        .from_as(user::Entity, u.clone())
+        .join_as(
+            JoinType::LeftJoin,
+            membership::Entity,
+            m.clone(),
+            Expr::col((m.clone(), membership::Column::UserId)).equals((u.clone(), user::Column::Id)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            organization::Entity,
+            o.clone(),
+            Expr::col((o.clone(), organization::Column::Id)).equals((m.clone(), membership::Column::OrganizationId)),
+        )
+        .to_owned();
+    let mut stmt = stmt;
+    match key {
+        Key::Identity(identity) => stmt
+            .and_where(Expr::col((u.clone(), user::Column::Issuer)).eq(identity.issuer.as_str()))
+            .and_where(Expr::col((u, user::Column::ExternalId)).eq(identity.subject.as_str())),
+        Key::UserId(id) => stmt.and_where(Expr::col((u, user::Column::Id)).eq(id)),
+    };
+    let rows = db.query_all(&stmt).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let user = UserRecord {
+        id: first.try_get("", "id")?,
+        email: first.try_get("", "email")?,
+        name: first.try_get("", "name")?,
+        avatar_url: first.try_get("", "avatar_url")?,
+        email_verified: first.try_get("", "email_verified")?,
+        last_login_at: first.try_get("", "last_login_at")?,
+        created_at: first.try_get("", "created_at")?,
+    };
+    let mut memberships = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(m) = membership_from_row(r)? {
+            memberships.push(m);
+        }
+    }
+    Ok(Some(Found { user, memberships }))
+}
+
+/// The viewer again, after a mutation changed their memberships: same user, fresh
+/// memberships; the active organization stays if it is still active.
+pub async fn reload_viewer(db: &impl ConnectionTrait, v: &Viewer) -> AppResult<Viewer> {
+    let found = load(db, Key::UserId(v.user.id)).await?.ok_or(AppError::not_found("user"))?;
+    let mut next = Viewer {
+        user: found.user,
+        memberships: found.memberships,
+        active_organization: None,
+        platform_admin: v.platform_admin,
+    };
+    next.active_organization =
+        v.active_organization.filter(|o| v.platform_admin || next.membership(*o).is_some_and(|m| m.is_active));
+    Ok(next)
+}
+
+fn header_denied(reason: AccessReason, viewer_role: Option<Role>, org: Option<Uuid>) -> AppError {
+    let rule = policy::rule(Action::ReadOrganization);
+    AppError::forbidden(Decision {
+        allowed: false,
+        reason,
+        action: Action::ReadOrganization,
+        required_roles: rule.required_roles(),
+        viewer_role,
+        organization_id: org,
+        policy: rule.name,
+    })
+}
+
+fn membership_from_row(r: &QueryResult) -> AppResult<Option<MembershipRecord>> {
+    let Some(id) = r.try_get::<Option<Uuid>>("", "m_id")? else { return Ok(None) };
+    let role: String = r.try_get("", "m_role")?;
+    let role = entity::MembershipRole::from_db(&role)
+        .ok_or_else(|| AppError::internal(format!("unknown role `{role}` in memberships")))?;
+    Ok(Some(MembershipRecord {
+        id,
+        organization_id: r.try_get("", "m_org")?,
+        organization_slug: r.try_get("", "o_slug")?,
+        organization_external_id: r.try_get("", "o_ext")?,
+        role: role.into(),
+        is_active: r.try_get("", "m_active")?,
+        joined_at: r.try_get("", "m_joined")?,
+    }))
+}
+
+/// A profile field changed when the token carries a value that differs from the row.
+/// A token that omits a field never blanks it.
+fn profile_changed(identity: &Identity, u: &UserRecord) -> bool {
+    let differs = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
+    differs(&identity.email, &u.email)
+        || differs(&identity.name, &u.name)
+        || differs(&identity.picture, &u.avatar_url)
+        || (identity.email.is_some() && identity.email_verified != u.email_verified)
+}
+
+fn apply_profile(q: &mut sea_orm::sea_query::UpdateStatement, identity: &Identity, now: DateTime<Utc>) {
+    if let Some(e) = &identity.email {
+        q.value(user::Column::Email, e.clone());
+        q.value(user::Column::EmailVerified, identity.email_verified);
+    }
+    if let Some(n) = &identity.name {
+        q.value(user::Column::Name, n.clone());
+    }
+    if let Some(p) = &identity.picture {
+        q.value(user::Column::AvatarUrl, p.clone());
+    }
+    q.value(user::Column::UpdatedAt, now);
+}
+
+/// A slug matching `^[a-z0-9](-?[a-z0-9])*$`, short enough to take a `-xxxx` suffix.
+pub fn slugify(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+        if out.len() >= 56 {
+            break;
+        }
+    }
+    let out = out.trim_end_matches('-').to_owned();
+    if out.is_empty() { "org".to_owned() } else { out }
+}
+
+fn random_suffix() -> String {
+    let n: u16 = rand::random();
+    format!("{n:04x}")
+}
+
+/// Whether `s` is a valid slug (CONTRACT §5).
+pub fn is_valid_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 63 {
+        return false;
+    }
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    b.iter().all(|c| alnum(*c) || *c == b'-') && !s.contains("--")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_valid_and_bounded() {
+        for s in ["Acme Corp", "  --Weird__Name!! ", "", "ÄÖÜ", &"x".repeat(200), "a-b", "tenant-03"] {
+            let slug = slugify(s);
+            assert!(is_valid_slug(&slug), "{s:?} -> {slug:?}");
+            assert!(slug.len() <= 56);
+            assert!(is_valid_slug(&format!("{slug}-beef")));
+        }
+        assert_eq!(slugify("Acme Corp"), "acme-corp");
+    }
+
+    #[test]
+    fn slug_rule_matches_the_contract_regex() {
+        for ok in ["a", "a1", "a-b", "abc-123-x", &"a".repeat(63)] {
+            assert!(is_valid_slug(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a--b", "A", "a_b", "a b", &"a".repeat(64)] {
+            assert!(!is_valid_slug(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The viewer a request runs as: the provisioned user, their memberships, the active
+//! organization, and whether they are a platform admin.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::authz::{Role, Subject, policy::Standing};
+
+/// The viewer's user row (what the API may show of it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub email_verified: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One of the viewer's memberships, with enough of its organization to pick the active one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MembershipRecord {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub organization_slug: String,
+    pub organization_external_id: Option<String>,
+    pub role: Role,
+    pub is_active: bool,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// The signed-in user as the policy sees them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Viewer {
+    pub user: UserRecord,
+    /// Every membership, active or not (an inactive one explains MEMBERSHIP_INACTIVE).
+    pub memberships: Vec<MembershipRecord>,
+    pub active_organization: Option<Uuid>,
+    pub platform_admin: bool,
+}
+
+impl Viewer {
+    pub fn membership(&self, org: Uuid) -> Option<&MembershipRecord> {
+        self.memberships.iter().find(|m| m.organization_id == org)
+    }
+
+    pub fn active_memberships(&self) -> impl Iterator<Item = &MembershipRecord> {
+        self.memberships.iter().filter(|m| m.is_active)
+    }
+
+    /// The role in the active organization (ADMIN for a platform admin).
+    pub fn active_role(&self) -> Option<Role> {
+        self.active_organization.and_then(|o| self.effective_role(o))
+    }
+}
+
+impl Subject for Viewer {
+    fn user_id(&self) -> Uuid {
+        self.user.id
+    }
+
+    fn is_platform_admin(&self) -> bool {
+        self.platform_admin
+    }
+
+    fn standing(&self, org: Uuid) -> Option<Standing> {
+        self.membership(org).map(|m| if m.is_active { Standing::Active(m.role) } else { Standing::Inactive(m.role) })
+    }
+
+    fn active_roles(&self) -> Vec<(Uuid, Role)> {
+        self.active_memberships().map(|m| (m.organization_id, m.role)).collect()
+    }
+}

@@ -1,0 +1,51 @@
+//! Tenant scoping in SQL: the WHERE conditions every read query carries, derived from
+//! the policy's read rules (never a filter applied to rows after loading).
+
+use super::{
+    Action, Subject,
+    policy::{self, OrgScope},
+};
+use entity::{course, membership, organization, track};
+use sea_orm::{
+    ColumnTrait, Condition,
+    sea_query::{Expr, ExprTrait},
+};
+
+fn in_scope(col: impl ColumnTrait, scope: OrgScope) -> Condition {
+    match scope {
+        OrgScope::All => Condition::all(),
+        // `IN ()` is not valid SQL everywhere: an empty scope matches nothing.
+        OrgScope::Only(v) if v.is_empty() => Condition::all().add(Expr::val(1).eq(Expr::val(0))),
+        OrgScope::Only(v) => Condition::all().add(col.is_in(v)),
+    }
+}
+
+/// Organizations the subject may read.
+pub fn organizations(s: &impl Subject) -> Condition {
+    in_scope(organization::Column::Id, policy::scope(s, Action::ReadOrganization))
+}
+
+/// Courses the subject may read: published ones of their organizations, and drafts of
+/// the organizations where their role reads drafts.
+pub fn courses(s: &impl Subject) -> Condition {
+    let read = policy::scope(s, Action::ReadCourse);
+    if read == OrgScope::All {
+        return Condition::all();
+    }
+    Condition::all().add(in_scope(course::Column::OrganizationId, read)).add(
+        Condition::any()
+            .add(course::Column::IsPublished.eq(true))
+            .add(in_scope(course::Column::OrganizationId, policy::scope(s, Action::ReadDraftCourse))),
+    )
+}
+
+/// Tracks of readable organizations (callers also join `courses` and apply [`courses`],
+/// since a track is readable exactly when its course is).
+pub fn tracks(s: &impl Subject) -> Condition {
+    in_scope(track::Column::OrganizationId, policy::scope(s, Action::ReadCourse))
+}
+
+/// Memberships of organizations the subject belongs to (actively).
+pub fn memberships(s: &impl Subject) -> Condition {
+    in_scope(membership::Column::OrganizationId, policy::scope(s, Action::ReadOrganization))
+}

@@ -1,0 +1,121 @@
+//! The per-request context and the typed accessors resolvers read it through.
+
+use std::sync::{Arc, RwLock};
+
+use async_graphql::{Context, ErrorExtensions as _};
+
+use super::loaders::Loaders;
+use crate::{
+    auth::{
+        AuthReason, Viewer,
+        cache::{Change, ContextCache},
+    },
+    db::RequestDb,
+    error::{AppError, AppResult},
+};
+
+/// The request's viewer. Shared by the resolvers and the loaders, and replaced (never
+/// mutated) when a mutation changes the viewer's own memberships, so the rest of the
+/// response answers for the viewer as they are now.
+#[derive(Clone, Default)]
+pub struct ViewerCell(Arc<RwLock<Option<Arc<Viewer>>>>);
+
+impl ViewerCell {
+    pub fn new(v: Option<Arc<Viewer>>) -> Self {
+        Self(Arc::new(RwLock::new(v)))
+    }
+
+    pub fn get(&self) -> Option<Arc<Viewer>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, v: Arc<Viewer>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(v);
+    }
+}
+
+/// Built once per HTTP request by the HTTP layer; nothing below it reads headers or env.
+pub struct RequestContext {
+    pub request_id: String,
+    /// Empty for an anonymous request (only introspection and `__typename` work then).
+    pub viewer: ViewerCell,
+    pub db: RequestDb,
+    pub loaders: Loaders,
+    pub cache: Arc<ContextCache>,
+}
+
+impl RequestContext {
+    pub fn new(
+        request_id: String,
+        viewer: Option<Arc<Viewer>>,
+        db: RequestDb,
+        cache: Arc<ContextCache>,
+        max_page_size: i32,
+    ) -> Self {
+        let viewer = ViewerCell::new(viewer);
+        let loaders = Loaders::new(db.clone(), viewer.clone(), max_page_size);
+        Self { request_id, viewer, db, loaders, cache }
+    }
+
+    /// After a committed write: fresh loaders, the context cache told what changed, and the
+    /// viewer re-read when the change concerns them.
+    pub async fn after_write(&self, changes: &[Change]) -> AppResult<()> {
+        self.loaders.clear();
+        for c in changes {
+            self.cache.invalidate(*c);
+        }
+        if let Some(v) = self.viewer.get() {
+            let concerns_viewer = changes.iter().any(|c| match c {
+                Change::User(id) => *id == v.user.id,
+                Change::Organization(id) => v.membership(*id).is_some(),
+            });
+            if concerns_viewer {
+                let next = crate::auth::provision::reload_viewer(&self.db, &v).await?;
+                self.viewer.set(Arc::new(next));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Typed accessors: `ctx.viewer()?`, `ctx.db()?`, `ctx.loaders()?`.
+pub trait ContextExt {
+    fn request(&self) -> AppResult<&RequestContext>;
+
+    /// The signed-in viewer; UNAUTHENTICATED (TOKEN_MISSING) for an anonymous request.
+    fn viewer(&self) -> AppResult<Arc<Viewer>> {
+        self.request()?.viewer.get().ok_or(AppError::unauthenticated(AuthReason::TokenMissing))
+    }
+
+    fn db(&self) -> AppResult<&RequestDb> {
+        Ok(&self.request()?.db)
+    }
+
+    fn loaders(&self) -> AppResult<&Loaders> {
+        Ok(&self.request()?.loaders)
+    }
+
+    /// Resolves a nullable field: an error becomes `null` plus the error at this field's
+    /// own path, so siblings and the parent survive (async-graphql would otherwise drop
+    /// the key, see async-graphql #1532).
+    fn or_null<T>(&self, r: AppResult<Option<T>>) -> Option<T>;
+}
+
+impl ContextExt for Context<'_> {
+    fn request(&self) -> AppResult<&RequestContext> {
+        self.data::<RequestContext>()
+            .map_err(|_| AppError::internal("request context missing from the GraphQL context"))
+    }
+
+    fn or_null<T>(&self, r: AppResult<Option<T>>) -> Option<T> {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                let err: async_graphql::Error = e.into();
+                let err = err.extend();
+                self.add_error(self.set_error_path(err.into_server_error(self.item.pos)));
+                None
+            }
+        }
+    }
+}

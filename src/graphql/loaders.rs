@@ -1,0 +1,265 @@
+//! Per-request DataLoaders (never shared between requests: each one's SQL is scoped
+//! to its viewer, and its cache must not outlive the request).
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use entity::{course, membership, organization, track, user};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait};
+use uuid::Uuid;
+
+use super::context::ViewerCell;
+use crate::{authz::scope, db::RequestDb};
+
+type LoadResult<V> = Result<HashMap<Uuid, V>, Arc<DbErr>>;
+
+/// Organizations by id, limited in SQL to those the viewer may read.
+pub struct OrganizationLoader {
+    db: RequestDb,
+    viewer: ViewerCell,
+}
+
+impl Loader<Uuid> for OrganizationLoader {
+    type Value = Arc<organization::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
+        let rows = organization::Entity::find()
+            .filter(organization::Column::Id.is_in(keys.iter().copied()))
+            .filter(scope::organizations(viewer.as_ref()))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|o| (o.id, Arc::new(o))).collect())
+    }
+}
+
+/// Users by id. Ids only ever come from rows already scoped to the viewer
+/// (memberships, course instructors), so no further tenant filter applies.
+pub struct UserLoader {
+    db: RequestDb,
+}
+
+impl Loader<Uuid> for UserLoader {
+    type Value = Arc<user::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let rows = user::Entity::find().filter(user::Column::Id.is_in(keys.iter().copied())).all(&self.db).await?;
+        Ok(rows.into_iter().map(|u| (u.id, Arc::new(u))).collect())
+    }
+}
+
+/// For READ_USER_PRIVATE: the organizations (among the viewer's active ones) each user
+/// holds a membership in, active or not.
+pub struct SharedOrganizationsLoader {
+    db: RequestDb,
+    viewer: ViewerCell,
+}
+
+impl Loader<Uuid> for SharedOrganizationsLoader {
+    type Value = Arc<Vec<Uuid>>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
+        let mut out: HashMap<Uuid, Vec<Uuid>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        let rows: Vec<(Uuid, Uuid)> = membership::Entity::find()
+            .select_only()
+            .column(membership::Column::UserId)
+            .column(membership::Column::OrganizationId)
+            .filter(membership::Column::UserId.is_in(keys.iter().copied()))
+            .filter(scope::memberships(viewer.as_ref()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        for (u, o) in rows {
+            out.entry(u).or_default().push(o);
+        }
+        Ok(out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+    }
+}
+
+/// Courses by id: published ones of the viewer's organizations, drafts only where the
+/// viewer's role reads drafts. Anything else is indistinguishable from missing.
+pub struct CourseLoader {
+    db: RequestDb,
+    viewer: ViewerCell,
+}
+
+impl Loader<Uuid> for CourseLoader {
+    type Value = Arc<course::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
+        let rows = course::Entity::find()
+            .filter(course::Column::Id.is_in(keys.iter().copied()))
+            .filter(scope::courses(viewer.as_ref()))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|c| (c.id, Arc::new(c))).collect())
+    }
+}
+
+/// Tracks by id, readable exactly when their course is.
+pub struct TrackLoader {
+    db: RequestDb,
+    viewer: ViewerCell,
+}
+
+impl Loader<Uuid> for TrackLoader {
+    type Value = Arc<track::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
+        let rows = track::Entity::find()
+            .join(JoinType::InnerJoin, track::Relation::Course.def())
+            .filter(track::Column::Id.is_in(keys.iter().copied()))
+            .filter(scope::tracks(viewer.as_ref()))
+            .filter(scope::courses(viewer.as_ref()))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|t| (t.id, Arc::new(t))).collect())
+    }
+}
+
+/// A course's tracks in order, for courses already known to be readable.
+pub struct TracksByCourseLoader {
+    db: RequestDb,
+    viewer: ViewerCell,
+}
+
+impl Loader<Uuid> for TracksByCourseLoader {
+    type Value = Arc<Vec<track::Model>>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
+        let rows = track::Entity::find()
+            .filter(track::Column::CourseId.is_in(keys.iter().copied()))
+            // Defence in depth: the course was checked, the tenant filter runs anyway.
+            .filter(scope::tracks(viewer.as_ref()))
+            .order_by_asc(track::Column::CourseId)
+            .order_by_asc(track::Column::Position)
+            .order_by_asc(track::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut out: HashMap<Uuid, Vec<track::Model>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        for t in rows {
+            out.entry(t.course_id).or_default().push(t);
+        }
+        Ok(out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+    }
+}
+
+/// Memberships by id, in the viewer's organizations.
+pub struct MembershipLoader {
+    db: RequestDb,
+    viewer: ViewerCell,
+}
+
+impl Loader<Uuid> for MembershipLoader {
+    type Value = Arc<membership::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
+        let rows = membership::Entity::find()
+            .filter(membership::Column::Id.is_in(keys.iter().copied()))
+            .filter(scope::memberships(viewer.as_ref()))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|m| (m.id, Arc::new(m))).collect())
+    }
+}
+
+type L<T> = DataLoader<T, HashMapCache>;
+
+/// The request's loaders.
+pub struct Loaders {
+    pub organizations: L<OrganizationLoader>,
+    pub users: L<UserLoader>,
+    pub shared_organizations: L<SharedOrganizationsLoader>,
+    pub courses: L<CourseLoader>,
+    pub tracks: L<TrackLoader>,
+    pub tracks_by_course: L<TracksByCourseLoader>,
+    pub memberships: L<MembershipLoader>,
+    pub max_page_size: i32,
+}
+
+fn loader<T: Loader<Uuid>>(t: T) -> L<T> {
+    DataLoader::with_cache(t, tokio::spawn, HashMapCache::default())
+}
+
+impl Loaders {
+    pub fn new(db: RequestDb, viewer: ViewerCell, max_page_size: i32) -> Self {
+        Self {
+            organizations: loader(OrganizationLoader { db: db.clone(), viewer: viewer.clone() }),
+            users: loader(UserLoader { db: db.clone() }),
+            shared_organizations: loader(SharedOrganizationsLoader { db: db.clone(), viewer: viewer.clone() }),
+            courses: loader(CourseLoader { db: db.clone(), viewer: viewer.clone() }),
+            tracks: loader(TrackLoader { db: db.clone(), viewer: viewer.clone() }),
+            tracks_by_course: loader(TracksByCourseLoader { db: db.clone(), viewer: viewer.clone() }),
+            memberships: loader(MembershipLoader { db, viewer }),
+            max_page_size,
+        }
+    }
+
+    /// Loads one organization now (no batching window) and remembers it for the request.
+    /// For entry points, which have exactly one key and nothing to wait for.
+    pub async fn organization_now(&self, id: Uuid) -> Result<Option<Arc<organization::Model>>, Arc<DbErr>> {
+        let found = self.organizations.loader().load(&[id]).await?;
+        let hit = found.get(&id).cloned();
+        self.organizations.feed_many(found).await;
+        Ok(hit)
+    }
+
+    /// Loads one course now (no batching window) and remembers it for the request.
+    pub async fn course_now(&self, id: Uuid) -> Result<Option<Arc<course::Model>>, Arc<DbErr>> {
+        let found = self.courses.loader().load(&[id]).await?;
+        let hit = found.get(&id).cloned();
+        self.courses.feed_many(found).await;
+        Ok(hit)
+    }
+
+    /// Prefetches what a page of courses will ask for (their tracks, their instructors),
+    /// one query each, so the nested fields find it cached instead of waiting for a batch.
+    pub async fn prefetch_for_courses(
+        &self,
+        courses: &[Arc<course::Model>],
+        tracks: bool,
+        instructors: bool,
+    ) -> Result<(), Arc<DbErr>> {
+        if courses.is_empty() {
+            return Ok(());
+        }
+        if tracks {
+            let ids: Vec<Uuid> = courses.iter().map(|c| c.id).collect();
+            let found = self.tracks_by_course.loader().load(&ids).await?;
+            self.tracks_by_course.feed_many(found).await;
+        }
+        if instructors {
+            let mut ids: Vec<Uuid> = courses.iter().filter_map(|c| c.instructor_id).collect();
+            ids.sort();
+            ids.dedup();
+            if !ids.is_empty() {
+                let found = self.users.loader().load(&ids).await?;
+                self.users.feed_many(found).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets everything loaded so far: after a write, the rest of the response reads fresh rows.
+    pub fn clear(&self) {
+        self.organizations.clear::<Uuid>();
+        self.users.clear::<Uuid>();
+        self.shared_organizations.clear::<Uuid>();
+        self.courses.clear::<Uuid>();
+        self.tracks.clear::<Uuid>();
+        self.tracks_by_course.clear::<Uuid>();
+        self.memberships.clear::<Uuid>();
+    }
+}

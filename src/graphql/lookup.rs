@@ -1,0 +1,135 @@
+//! Loading the row an operation is about, with one answer for every entry point:
+//! NOT_FOUND when the viewer cannot see it at all (missing and another tenant's look
+//! the same), FORBIDDEN with the policy's explanation when they can see it but the
+//! action is refused.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID};
+use entity::{course, membership, organization, track};
+use uuid::Uuid;
+
+use super::{context::ContextExt, types::parse_id};
+use crate::{
+    authz::{Action, Decision, Resource, Subject as _, guard, policy},
+    error::{AppError, AppResult},
+};
+
+/// An organization the viewer is (or was) a member of, with `action` granted.
+/// A removed member hears MEMBERSHIP_INACTIVE: they know the organization already.
+pub async fn organization(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<Arc<organization::Model>> {
+    let viewer = ctx.viewer()?;
+    let res = Resource::Organization { id };
+    match ctx.loaders()?.organization_now(id).await? {
+        Some(o) => {
+            guard::require(&viewer, action, &res)?;
+            Ok(o)
+        }
+        None if viewer.membership(id).is_some() => Err(guard::require(&viewer, action, &res).err().unwrap_or_else(
+            // Unreachable in practice: a visible organization is found by the loader.
+            || AppError::not_found("organization"),
+        )),
+        None => Err(AppError::not_found("organization")),
+    }
+}
+
+/// The organization a write goes to: `organization_id` when given (the Hasura-style
+/// insert preset, never trusted blindly), else the active organization.
+pub async fn target_organization(
+    ctx: &Context<'_>,
+    field: &str,
+    organization_id: Option<&ID>,
+    action: Action,
+) -> AppResult<Arc<organization::Model>> {
+    let id = match organization_id {
+        Some(id) => parse_id(field, id)?,
+        None => ctx.viewer()?.active_organization.ok_or_else(|| {
+            AppError::bad_input(field, format!("no active organization: pass `{field}` or send X-Organization-Id"))
+        })?,
+    };
+    organization(ctx, id, action).await
+}
+
+/// A course the viewer can read, with `action` granted.
+pub async fn course(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<Arc<course::Model>> {
+    let c = ctx.loaders()?.course_now(id).await?.ok_or(AppError::not_found("course"))?;
+    guard::require(ctx.viewer()?.as_ref(), action, &super::types::course::resource(&c))?;
+    Ok(c)
+}
+
+/// A track the viewer can read (through its course), with `action` granted on the course.
+pub async fn track(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<(Arc<track::Model>, Arc<course::Model>)> {
+    let t = ctx.loaders()?.tracks.load_one(id).await?.ok_or(AppError::not_found("track"))?;
+    let c = course(ctx, t.course_id, action).await.map_err(|e| match e {
+        AppError::NotFound { .. } => AppError::not_found("track"),
+        e => e,
+    })?;
+    Ok((t, c))
+}
+
+/// A membership in one of the viewer's organizations, with `action` granted there.
+pub async fn membership(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<Arc<membership::Model>> {
+    let m = ctx.loaders()?.memberships.load_one(id).await?.ok_or(AppError::not_found("membership"))?;
+    guard::require(ctx.viewer()?.as_ref(), action, &Resource::Organization { id: m.organization_id })?;
+    Ok(m)
+}
+
+/// `explainAccess`: the decision the guarded operation would reach, without doing it.
+/// `resource_id` names an organization, a course or a user, depending on the action;
+/// without it, the active organization (or, for READ_USER_PRIVATE, the viewer).
+pub async fn explain(ctx: &Context<'_>, action: Action, resource_id: Option<Uuid>) -> AppResult<Decision> {
+    let viewer = ctx.viewer()?;
+    let loaders = ctx.loaders()?;
+    // An organization the viewer is or was a member of (any, for a platform admin).
+    let v = viewer.clone();
+    let known_org = |id: Uuid| async move {
+        if v.membership(id).is_some() {
+            return Ok::<_, AppError>(true);
+        }
+        Ok(v.is_platform_admin() && loaders.organizations.load_one(id).await?.is_some())
+    };
+    let resource = match (action.target(), resource_id) {
+        (policy::Target::User, id) => {
+            let id = id.unwrap_or(viewer.user.id);
+            let organization_ids = if id == viewer.user.id {
+                Vec::new()
+            } else {
+                loaders.shared_organizations.load_one(id).await?.map(|v| v.as_ref().clone()).unwrap_or_default()
+            };
+            if id != viewer.user.id && organization_ids.is_empty() && !viewer.is_platform_admin() {
+                return Ok(policy::not_found(action));
+            }
+            Resource::User { id, organization_ids }
+        }
+        (target, None) => match viewer.active_organization {
+            Some(org) if target == policy::Target::Course => generic_course(org, action),
+            Some(org) => Resource::Organization { id: org },
+            // No organization to act in.
+            None => {
+                let d = policy::check(viewer.as_ref(), action, &Resource::Organization { id: Uuid::nil() });
+                return Ok(Decision { organization_id: None, ..d });
+            }
+        },
+        (target, Some(id)) => {
+            if let Some(c) = loaders.courses.load_one(id).await? {
+                match target {
+                    policy::Target::Course => super::types::course::resource(&c),
+                    _ => Resource::Organization { id: c.organization_id },
+                }
+            } else if known_org(id).await? {
+                match target {
+                    policy::Target::Course => generic_course(id, action),
+                    _ => Resource::Organization { id },
+                }
+            } else {
+                return Ok(policy::not_found(action));
+            }
+        }
+    };
+    Ok(policy::check(viewer.as_ref(), action, &resource))
+}
+
+/// "A course of this organization that the viewer does not own" (a draft for READ_DRAFT_COURSE).
+fn generic_course(organization_id: Uuid, action: Action) -> Resource {
+    Resource::Course { organization_id, instructor_id: None, is_published: action != Action::ReadDraftCourse }
+}

@@ -1,0 +1,15 @@
+//! The GraphQL layer: schema, context accessors, API types, resolvers and loaders.
+
+pub mod context;
+pub mod limits;
+pub mod loaders;
+pub mod lookup;
+pub mod mutation;
+pub mod query;
+pub mod schema;
+pub mod types;
+pub mod validate;
+pub mod visibility;
+
+pub use context::{ContextExt, RequestContext};
+pub use schema::{AppSchema, build_schema};

@@ -1,0 +1,34 @@
+//! `AccessDecision`: the policy's answer to `explainAccess`, with its explanation.
+
+use async_graphql::{ID, SimpleObject};
+
+use crate::authz::{AccessReason, Action, Decision, Role};
+
+/// Whether the viewer may perform an action, and why.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AccessDecision {
+    pub allowed: bool,
+    pub reason: AccessReason,
+    pub action: Action,
+    /// The roles that grant this action (some only with ownership).
+    pub required_roles: Vec<Role>,
+    /// The viewer's role in the organization concerned (ADMIN for a platform admin).
+    pub viewer_role: Option<Role>,
+    pub organization_id: Option<ID>,
+    /// The name of the policy rule that decided.
+    pub policy: String,
+}
+
+impl From<Decision> for AccessDecision {
+    fn from(d: Decision) -> Self {
+        Self {
+            allowed: d.allowed,
+            reason: d.reason,
+            action: d.action,
+            required_roles: d.required_roles.to_vec(),
+            viewer_role: d.viewer_role,
+            organization_id: d.organization_id.map(super::id),
+            policy: d.policy.to_owned(),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `Organization` (a tenant) and `OrganizationPermissions`.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, Condition};
+
+use super::connection::{self, CourseConnection, CourseFilter, MembershipConnection};
+use crate::{
+    authz::{Action, Resource, Role, Subject as _, guard, policy},
+    error::AppResult,
+    graphql::{context::ContextExt, visibility},
+};
+
+#[derive(Clone, Debug)]
+pub struct Organization(pub Arc<entity::organization::Model>);
+
+impl Organization {
+    pub fn resource(&self) -> Resource {
+        Resource::Organization { id: self.0.id }
+    }
+}
+
+/// What the viewer may do with an organization (answered by the same policy as the guards).
+#[derive(SimpleObject, Debug, Clone, Copy)]
+pub struct OrganizationPermissions {
+    pub update: bool,
+    pub read_settings: bool,
+    pub read_members: bool,
+    pub manage_members: bool,
+    pub create_course: bool,
+}
+
+#[Object]
+impl Organization {
+    async fn id(&self) -> ID {
+        super::id(self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// The viewer's role here (ADMIN for a platform admin).
+    async fn viewer_role(&self, ctx: &Context<'_>) -> AppResult<Option<Role>> {
+        Ok(ctx.viewer()?.effective_role(self.0.id))
+    }
+
+    /// Where this organization's files live. ADMIN only.
+    #[graphql(visible = "visibility::organization_storage_bucket")]
+    async fn storage_bucket(&self, ctx: &Context<'_>) -> Option<String> {
+        let r = ctx.viewer().and_then(|v| {
+            guard::require(&v, Action::ReadOrganizationSettings, &self.resource())?;
+            Ok(Some(self.0.storage_bucket.clone()))
+        });
+        ctx.or_null(r)
+    }
+
+    /// The members, by join date. ADMIN and INSTRUCTOR only.
+    #[graphql(
+        visible = "visibility::organization_members",
+        complexity = "(first.unwrap_or(20).clamp(1, 100) as usize) * child_complexity"
+    )]
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default_with = "Some(false)")] include_inactive: Option<bool>,
+    ) -> Option<MembershipConnection> {
+        let r = async {
+            guard::require(ctx.viewer()?.as_ref(), Action::ReadMembers, &self.resource())?;
+            connection::member_page(
+                ctx,
+                self.0.id,
+                first.unwrap_or(20),
+                after.as_deref(),
+                include_inactive.unwrap_or(false),
+            )
+            .await
+            .map(Some)
+        }
+        .await;
+        ctx.or_null(r)
+    }
+
+    /// The organization's courses, by title (drafts only for roles that may read them).
+    #[graphql(complexity = "(first.unwrap_or(20).clamp(1, 100) as usize) * child_complexity")]
+    async fn courses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<CourseFilter>,
+    ) -> AppResult<CourseConnection> {
+        guard::require(ctx.viewer()?.as_ref(), Action::ReadCourse, &self.resource())?;
+        let org = Condition::all().add(entity::course::Column::OrganizationId.eq(self.0.id));
+        connection::course_page(ctx, org, first.unwrap_or(20), after.as_deref(), filter.as_ref()).await
+    }
+
+    async fn viewer_can(&self, ctx: &Context<'_>) -> AppResult<OrganizationPermissions> {
+        let v = ctx.viewer()?;
+        let v = v.as_ref();
+        let r = self.resource();
+        Ok(OrganizationPermissions {
+            update: policy::allows(v, Action::UpdateOrganization, &r),
+            read_settings: policy::allows(v, Action::ReadOrganizationSettings, &r),
+            read_members: policy::allows(v, Action::ReadMembers, &r),
+            manage_members: policy::allows(v, Action::ManageMembers, &r),
+            create_course: policy::allows(v, Action::CreateCourse, &r),
+        })
+    }
+}

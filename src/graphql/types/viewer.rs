@@ -1,0 +1,36 @@
+//! `Viewer`: the signed-in user, their memberships and the active organization.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Object};
+
+use super::{membership::Membership, organization::Organization, user::User};
+use crate::{auth::Viewer, authz::Role, error::AppResult, graphql::context::ContextExt};
+
+/// Resolved from the request's viewer cell, so it shows the viewer as they are now.
+pub struct ViewerNode(pub Arc<Viewer>);
+
+#[Object(name = "Viewer")]
+impl ViewerNode {
+    async fn user(&self) -> User {
+        User::from(&self.0.user)
+    }
+
+    /// The viewer's active memberships.
+    async fn memberships(&self) -> Vec<Membership> {
+        self.0.active_memberships().map(|m| Membership::from_record(self.0.user.id, m)).collect()
+    }
+
+    async fn active_organization(&self, ctx: &Context<'_>) -> AppResult<Option<Organization>> {
+        let Some(id) = self.0.active_organization else { return Ok(None) };
+        Ok(ctx.loaders()?.organizations.load_one(id).await?.map(Organization))
+    }
+
+    async fn active_role(&self) -> Option<Role> {
+        self.0.active_role()
+    }
+
+    async fn is_platform_admin(&self) -> bool {
+        self.0.platform_admin
+    }
+}

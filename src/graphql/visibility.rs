@@ -1,0 +1,37 @@
+//! Per-role introspection visibility, derived from the policy's field table.
+//! A courtesy only: the hidden field's resolver still runs its guard.
+
+use async_graphql::Context;
+
+use super::context::RequestContext;
+use crate::authz::{Subject as _, policy};
+
+/// Whether (`type_name`, `field`) is shown to this request's viewer.
+pub fn visible(ctx: &Context<'_>, type_name: &str, field: &str) -> bool {
+    let highest = ctx.data::<RequestContext>().ok().and_then(|r| r.viewer.get()).and_then(|v| v.highest_role());
+    policy::field_access(type_name, field).is_none_or(|a| policy::field_visible_to(a, highest))
+}
+
+/// Declares `fn $name(ctx) -> bool` for one field, for `#[graphql(visible = "...")]`.
+macro_rules! visible_fn {
+    ($name:ident, $ty:literal, $field:literal) => {
+        pub fn $name(ctx: &async_graphql::Context<'_>) -> bool {
+            $crate::graphql::visibility::visible(ctx, $ty, $field)
+        }
+    };
+}
+
+visible_fn!(organization_storage_bucket, "Organization", "storageBucket");
+visible_fn!(organization_members, "Organization", "members");
+visible_fn!(course_metadata, "Course", "metadata");
+visible_fn!(mutation_update_organization, "Mutation", "updateOrganization");
+visible_fn!(mutation_add_member, "Mutation", "addMember");
+visible_fn!(mutation_update_member_role, "Mutation", "updateMemberRole");
+visible_fn!(mutation_remove_member, "Mutation", "removeMember");
+visible_fn!(mutation_create_course, "Mutation", "createCourse");
+visible_fn!(mutation_update_course, "Mutation", "updateCourse");
+visible_fn!(mutation_delete_course, "Mutation", "deleteCourse");
+visible_fn!(mutation_create_track, "Mutation", "createTrack");
+visible_fn!(mutation_update_track, "Mutation", "updateTrack");
+visible_fn!(mutation_delete_track, "Mutation", "deleteTrack");
+visible_fn!(mutation_reorder_tracks, "Mutation", "reorderTracks");

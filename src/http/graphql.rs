@@ -1,0 +1,479 @@
+//! `POST/GET /graphql`: GraphQL over HTTP with the checks async-graphql-poem leaves to us
+//! (content type, method, body and batch size), authentication, and the request context.
+//!
+//! The path is straight: read and check the request → verify the bearer token →
+//! provision and build the viewer → execute with a per-request context and time limit →
+//! map errors to statuses (401 with `WWW-Authenticate`, 400 for request errors under
+//! `application/graphql-response+json`) and stamp the request id.
+
+use std::{sync::Arc, time::Instant};
+
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Request as GqlRequest, ServerError};
+use poem::{
+    Body, Request, Response, handler,
+    http::{HeaderValue, Method, StatusCode, header},
+    web::Data,
+};
+use tracing::Instrument as _;
+
+use crate::{
+    app::AppState,
+    auth::{AuthReason, Viewer, claims::identity_from_claims},
+    db::RequestDb,
+    error::{AppError, code},
+    graphql::{RequestContext, limits},
+};
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const APPLICATION_JSON: &str = "application/json";
+
+#[handler]
+pub async fn graphql(req: &Request, body: Body, Data(state): Data<&Arc<AppState>>) -> Response {
+    let started = Instant::now();
+    let request_id = request_id(req);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        user_id = tracing::field::Empty,
+        organization_id = tracing::field::Empty,
+        operation = tracing::field::Empty,
+    );
+    let mut resp = handle(req, body, state, &request_id).instrument(span.clone()).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let elapsed = started.elapsed();
+    state.metrics.observe_http("/graphql", resp.status().as_u16(), elapsed);
+    span.in_scope(|| {
+        tracing::info!(status = resp.status().as_u16(), duration_ms = elapsed.as_secs_f64() * 1e3, "request finished")
+    });
+    resp
+}
+
+/// A client-supplied `X-Request-Id` when it is short and plain, else a fresh one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Which media type the client wants back.
+fn wants_graphql_response_json(req: &Request) -> bool {
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(GRAPHQL_RESPONSE_JSON))
+}
+
+async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &str) -> Response {
+    let gql_json = wants_graphql_response_json(req);
+    let media = if gql_json { GRAPHQL_RESPONSE_JSON } else { APPLICATION_JSON };
+    let limits = &state.config.limits;
+
+    // 1. Read the operation(s).
+    let batch = match read_request(req, body, state).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    if let BatchRequest::Batch(v) = &batch {
+        if limits.max_batch == 0 {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                media,
+                vec![app_error(AppError::bad_input("batch", "batched requests are turned off on this server"))],
+            );
+        }
+        if v.len() > limits.max_batch || v.is_empty() {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                media,
+                vec![app_error(AppError::TooComplex { what: "batch", limit: limits.max_batch, actual: v.len() })],
+            );
+        }
+    }
+
+    // 2. Who is asking.
+    let viewer = match authenticate(req, state, media, request_id).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if let Some(v) = &viewer {
+        let span = tracing::Span::current();
+        span.record("user_id", tracing::field::display(v.user.id));
+        if let Some(o) = v.active_organization {
+            span.record("organization_id", tracing::field::display(o));
+        }
+    }
+
+    // 3. Execute, each operation with its own context (loaders are per operation).
+    let make_ctx = || {
+        RequestContext::new(
+            request_id.to_owned(),
+            viewer.clone(),
+            RequestDb::new(state.conn.clone(), state.write_lock.clone()),
+            state.provisioner.cache().clone(),
+            limits.max_page_size,
+        )
+    };
+    let schema = &state.schema;
+    let name = |r: &GqlRequest| r.operation_name.clone().or_else(|| operation_name(&r.query).map(str::to_owned));
+    let names: Vec<Option<String>> = match &batch {
+        BatchRequest::Single(r) => vec![name(r)],
+        BatchRequest::Batch(rs) => rs.iter().map(name).collect(),
+    };
+    let joined = names.iter().map(|n| n.as_deref().unwrap_or("anonymous")).collect::<Vec<_>>().join(",");
+    tracing::Span::current().record("operation", joined.as_str());
+    let run_one = |mut r: GqlRequest| {
+        let ctx = make_ctx();
+        async move {
+            if let Err(e) = state.preflight.check(&mut r) {
+                return async_graphql::Response::from_errors(vec![e]);
+            }
+            // Kept for the rare refusal on complexity, whose actual value is measured apart.
+            let (query, variables, operation) = (r.query.clone(), r.variables.clone(), r.operation_name.clone());
+            let mut resp = schema.execute(r.data(ctx)).await;
+            if resp.errors.iter().any(|e| e.message == limits::TOO_COMPLEX_MESSAGE) {
+                let mut probe = GqlRequest::new(query).variables(variables);
+                if let Some(op) = operation {
+                    probe = probe.operation_name(op);
+                }
+                let actual = limits::measure_complexity(&state.probe, probe).await.unwrap_or_default();
+                resp.errors = vec![limits::too_complex("complexity", state.config.limits.max_complexity, actual)];
+            }
+            resp
+        }
+    };
+    let exec = async {
+        match batch {
+            BatchRequest::Single(r) => BatchResponse::Single(run_one(r).await),
+            BatchRequest::Batch(rs) => {
+                let mut out = Vec::with_capacity(rs.len());
+                for r in rs {
+                    out.push(run_one(r).await);
+                }
+                BatchResponse::Batch(out)
+            }
+        }
+    };
+    let mut resp = match tokio::time::timeout(limits.request_timeout, exec).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limits.request_timeout.as_millis() as u64, "request timed out");
+            let mut e = ServerError::new("the request took too long and was cancelled", None);
+            let mut ext = ErrorExtensionValues::default();
+            ext.set("code", code::INTERNAL_SERVER_ERROR);
+            ext.set("requestId", request_id);
+            e.extensions = Some(ext);
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, media, vec![e]);
+        }
+    };
+
+    // 4. Errors: request ids on internal ones, metrics, and the HTTP status.
+    let mut unauthenticated = false;
+    let mut request_error = false;
+    let mut unavailable = false;
+    for (i, r) in responses_mut(&mut resp).into_iter().enumerate() {
+        let op_outcome = if r.errors.is_empty() { "ok" } else { "error" };
+        state.metrics.observe_operation(names.get(i).cloned().flatten().as_deref(), op_outcome);
+        if r.data == async_graphql::Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty()) {
+            request_error = true;
+        }
+        for e in &mut r.errors {
+            let ext = e.extensions.get_or_insert_with(ErrorExtensionValues::default);
+            match ext.get("code") {
+                Some(async_graphql::Value::String(c)) if c == code::INTERNAL_SERVER_ERROR => {
+                    if r.data == async_graphql::Value::Null
+                        && ext.get("retryable") == Some(&async_graphql::Value::Boolean(true))
+                    {
+                        unavailable = true;
+                    }
+                    ext.set("requestId", request_id);
+                }
+                Some(async_graphql::Value::String(c)) if c == code::UNAUTHENTICATED => unauthenticated = true,
+                Some(async_graphql::Value::String(c)) if c == code::FORBIDDEN => {
+                    let get = |k: &str| match ext.get(k) {
+                        Some(async_graphql::Value::String(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    state.metrics.denied(&get("reason"), &get("action"));
+                }
+                // A variable whose value does not fit its type is bad input, as in Apollo.
+                None if e.path.is_empty()
+                    && (e.message.starts_with("Invalid value for argument") || e.message.contains("variable")) =>
+                {
+                    ext.set("code", code::BAD_USER_INPUT)
+                }
+                None if e.path.is_empty() => ext.set("code", "GRAPHQL_VALIDATION_FAILED"),
+                // An argument that did not coerce at execution time (our own errors all carry codes).
+                None => ext.set("code", code::BAD_USER_INPUT),
+                _ => {}
+            }
+        }
+    }
+    let status = if unauthenticated && viewer.is_none() {
+        StatusCode::UNAUTHORIZED
+    } else if unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if request_error && gql_json {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut out = if request_error {
+        // A request that never executed (parse or validation failure) has no `data` entry.
+        let mut v = serde_json::to_value(&resp).unwrap_or_default();
+        let items: Vec<&mut serde_json::Value> = match &mut v {
+            serde_json::Value::Array(a) => a.iter_mut().collect(),
+            one => vec![one],
+        };
+        for item in items {
+            if let Some(o) = item.as_object_mut()
+                && o.get("data").is_some_and(|d| d.is_null())
+                && o.get("errors").and_then(|e| e.as_array()).is_some_and(|e| e.iter().all(|x| x.get("path").is_none()))
+            {
+                o.remove("data");
+            }
+        }
+        json_response(status, media, &v)
+    } else {
+        json_response(status, media, &resp)
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        out.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    out
+}
+
+/// The name of the document's first operation (`query Name …`), for logs and metrics
+/// when the request does not send `operationName`.
+fn operation_name(query: &str) -> Option<&str> {
+    let mut rest = query;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',' || c == '\u{feff}');
+        match rest.strip_prefix('#') {
+            Some(comment) => rest = comment.split_once('\n').map_or("", |(_, r)| r),
+            None => break,
+        }
+    }
+    let rest = ["query", "mutation", "subscription"].iter().find_map(|k| rest.strip_prefix(k))?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+fn responses_mut(resp: &mut BatchResponse) -> Vec<&mut async_graphql::Response> {
+    match resp {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(v) => v.iter_mut().collect(),
+    }
+}
+
+/// Parses the body (POST) or the query string (GET), enforcing method, media type and size.
+async fn read_request(req: &Request, body: Body, state: &AppState) -> Result<BatchRequest, Response> {
+    let limits = &state.config.limits;
+    let media = if wants_graphql_response_json(req) { GRAPHQL_RESPONSE_JSON } else { APPLICATION_JSON };
+    let bad = |msg: &str| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            media,
+            vec![with_code(ServerError::new(msg, None), code::BAD_USER_INPUT)],
+        )
+    };
+    if req.method() == Method::GET {
+        let q = req.uri().query().unwrap_or("");
+        let mut r = async_graphql::http::parse_query_string(q).map_err(|e| bad(&format!("bad query string: {e}")))?;
+        state.apq.resolve(&mut r).map_err(|e| error_response(StatusCode::OK, media, vec![e]))?;
+        if r.query.trim().is_empty() {
+            return Err(bad("missing `query` parameter"));
+        }
+        if is_mutation(&r) {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                media,
+                vec![with_code(ServerError::new("mutations must be sent with POST", None), code::BAD_USER_INPUT)],
+            );
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return Err(resp);
+        }
+        return Ok(BatchRequest::Single(r));
+    }
+
+    // POST: JSON only, so a cross-site "simple" request (text/plain, form, multipart)
+    // can never run a mutation.
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if ct != APPLICATION_JSON && ct != GRAPHQL_RESPONSE_JSON {
+        return Err(error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            vec![with_code(
+                ServerError::new("POST bodies must be application/json (or application/graphql-response+json)", None),
+                code::BAD_USER_INPUT,
+            )],
+        ));
+    }
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            media,
+            vec![with_code(
+                ServerError::new(format!("request body exceeds {} bytes", limits.max_body_bytes), None),
+                code::QUERY_TOO_COMPLEX,
+            )],
+        )
+    };
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > limits.max_body_bytes)
+    {
+        return Err(too_large());
+    }
+    let bytes = match body.into_bytes_limit(limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Err(too_large()),
+        Err(_) => return Err(bad("could not read the request body")),
+    };
+    let mut batch =
+        serde_json::from_slice::<BatchRequest>(&bytes).map_err(|e| bad(&format!("malformed JSON body: {e}")))?;
+    let requests = match &mut batch {
+        BatchRequest::Single(r) => std::slice::from_mut(r),
+        BatchRequest::Batch(v) => v.as_mut_slice(),
+    };
+    for r in requests {
+        state.apq.resolve(r).map_err(|e| error_response(StatusCode::OK, media, vec![e]))?;
+        if r.query.trim().is_empty() {
+            return Err(bad("missing `query`"));
+        }
+    }
+    Ok(batch)
+}
+
+fn is_mutation(r: &GqlRequest) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(doc) = async_graphql::parser::parse_query(&r.query) else { return false };
+    let ty = match (&doc.operations, &r.operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str()).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) => ops.values().next().map(|op| op.node.ty),
+    };
+    ty == Some(OperationType::Mutation)
+}
+
+/// Verifies the bearer token (if any) and provisions the viewer.
+async fn authenticate(
+    req: &Request,
+    state: &Arc<AppState>,
+    media: &str,
+    request_id: &str,
+) -> Result<Option<Arc<Viewer>>, Response> {
+    let limits = &state.config.limits;
+    let Some(h) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
+    if h.len() > limits.max_auth_header_bytes {
+        // Refused before any parsing: an oversized header is never looked at.
+        return Err(unauthenticated(
+            state,
+            media,
+            AuthReason::TokenMalformed,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ));
+    }
+    let token = h
+        .to_str()
+        .ok()
+        .and_then(|s| s.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(unauthenticated(state, media, AuthReason::TokenMalformed, StatusCode::UNAUTHORIZED));
+    };
+    let claims = match state.verifier.verify(token).await {
+        Ok(c) => c,
+        Err(e) => return Err(unauthenticated(state, media, e.reason, StatusCode::UNAUTHORIZED)),
+    };
+    let auth = &state.config.auth;
+    let identity = identity_from_claims(&claims, &auth.claims, &auth.role_map, auth.platform_admin_role.as_deref());
+    let active_header = req.headers().get("x-organization-id").and_then(|v| v.to_str().ok());
+    match state.provisioner.viewer(&identity, active_header).await {
+        Ok(v) => Ok(Some(Arc::new(v))),
+        Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
+            // The database is down or the pool exhausted: fail fast, and say which request.
+            let mut err = app_error(e);
+            if let Some(ext) = err.extensions.as_mut() {
+                ext.set("requestId", request_id);
+            }
+            Err(error_response(StatusCode::SERVICE_UNAVAILABLE, media, vec![err]))
+        }
+        Err(e) => Err(error_response(StatusCode::OK, media, vec![app_error(e)])),
+    }
+}
+
+fn unauthenticated(state: &AppState, media: &str, reason: AuthReason, status: StatusCode) -> Response {
+    state.metrics.unauthenticated(reason.as_str());
+    tracing::info!(target: "audit", event = "auth.refused", reason = reason.as_str(), "token refused");
+    let mut resp = error_response(status, media, vec![app_error(AppError::unauthenticated(reason))]);
+    let challenge = if reason == AuthReason::TokenMissing {
+        "Bearer".to_owned()
+    } else {
+        format!("Bearer error=\"invalid_token\", error_description=\"{}\"", reason.message())
+    };
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+fn app_error(e: AppError) -> ServerError {
+    let mut err = ServerError::new(e.message(), None);
+    let mut ext = ErrorExtensionValues::default();
+    e.write_extensions(&mut ext);
+    err.extensions = Some(ext);
+    err
+}
+
+fn with_code(mut e: ServerError, c: &str) -> ServerError {
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", c);
+    e.extensions = Some(ext);
+    e
+}
+
+fn error_response(status: StatusCode, media: &str, errors: Vec<ServerError>) -> Response {
+    json_response(status, media, &serde_json::json!({ "errors": errors }))
+}
+
+fn json_response(status: StatusCode, media: &str, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::builder().status(status).content_type(media).body(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize a response");
+            Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).finish()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operation_name;
+
+    #[test]
+    fn operation_names_from_the_document() {
+        assert_eq!(operation_name("query AdminMe { me { id } }"), Some("AdminMe"));
+        assert_eq!(operation_name("  # hi\n mutation M($a: Int) { x }"), Some("M"));
+        assert_eq!(operation_name("{ me { id } }"), None);
+        assert_eq!(operation_name("query { me }"), None);
+        assert_eq!(operation_name("queryX { me }"), None);
+    }
+}

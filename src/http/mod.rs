@@ -1,0 +1,45 @@
+//! The HTTP surface (CONTRACT §2): routes, the GraphQL endpoint, GraphiQL, health and metrics.
+
+pub mod apq;
+pub mod graphiql;
+pub mod graphql;
+pub mod health;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Route, get, http::Method, middleware::Cors};
+
+use crate::app::AppState;
+
+/// Every route of the server, with the shared state attached, and CORS when configured.
+pub fn routes(state: Arc<AppState>) -> impl Endpoint + 'static {
+    let cors = state.config.cors.clone();
+    let app = Route::new()
+        .at("/graphql", get(graphql::graphql).post(graphql::graphql))
+        .at("/", get(graphiql::index))
+        .at("/graphiql/:file", get(graphiql::asset))
+        .at("/healthz", get(health::healthz))
+        .at("/readyz", get(health::readyz))
+        .at("/metrics", get(health::metrics))
+        .data(state);
+    let cors = cors.map(|c| {
+        let mut m = Cors::new()
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                "authorization",
+                "content-type",
+                "x-organization-id",
+                "x-request-id",
+                "apollographql-client-name",
+                "apollographql-client-version",
+            ])
+            .expose_headers(["x-request-id"])
+            .allow_credentials(c.credentials)
+            .max_age(600);
+        for o in &c.origins {
+            m = m.allow_origin(o.as_str());
+        }
+        m
+    });
+    app.with_if(cors.is_some(), cors.unwrap_or_default()).boxed()
+}

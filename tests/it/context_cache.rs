@@ -1,0 +1,149 @@
+//! The context cache stays correct: changes through any server invalidate at once —
+//! across replicas on PostgreSQL (LISTEN/NOTIFY) — and the TTL bounds everything else.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ME: &str = "{ me { activeRole activeOrganization { slug } } }";
+
+async fn me(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    let r = client.post(url).bearer_auth(token).json(&json!({ "query": ME })).send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"]["me"].clone()
+}
+
+/// Polls `f` until it holds or `within` passes; returns how long it took.
+async fn eventually<F, Fut>(within: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn role_changes_and_removals_reach_another_replica_at_once() {
+    if std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_err() {
+        eprintln!("cross-replica invalidation uses PostgreSQL LISTEN/NOTIFY: runs in the PostgreSQL pass");
+        return;
+    }
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A TTL of ten minutes: only an invalidation can explain a fresh answer below.
+    let envs = [
+        ("COURSEGRAPH_DATABASE_URL", db.url()),
+        ("COURSEGRAPH_JWT_SECRET", SECRET),
+        ("COURSEGRAPH_CONTEXT_CACHE_TTL", "10m"),
+    ];
+    let a = ServerProcess::start(dir.path(), &envs);
+    let b = ServerProcess::start(dir.path(), &envs);
+    let client = reqwest::Client::new();
+    let admin = mint("boss", Some("acme"), Some("admin"));
+    let ivy = mint("ivy", Some("acme"), Some("instructor"));
+    let (ua, ub) = (a.url("/graphql"), b.url("/graphql"));
+    me(&client, &ua, &admin).await;
+    assert_eq!(me(&client, &ub, &ivy).await["activeRole"], "INSTRUCTOR");
+    // B serves Ivy from its cache: a request that costs B no statement at all.
+    let statements = |p: &ServerProcess| {
+        let (client, url) = (client.clone(), p.url("/metrics"));
+        async move {
+            let text = client.get(url).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("coursegraph_db_statements_total "))
+                .map(|n| n.trim().parse::<f64>().unwrap())
+                .unwrap_or(0.0)
+        }
+    };
+    eventually(Duration::from_secs(10), || async {
+        let before = statements(&b).await;
+        let r =
+            client.post(&ub).bearer_auth(&ivy).json(&json!({ "query": "{ me { activeRole } }" })).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        statements(&b).await == before
+    })
+    .await;
+
+    let members: Value = client
+        .post(&ua)
+        .bearer_auth(&admin)
+        .json(&json!({ "query": "{ organization { members { nodes { id user { name } } } } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ivy_m = members["data"]["organization"]["members"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["user"]["name"] == "User ivy")
+        .unwrap()["id"]
+        .clone();
+
+    // Demoted through A …
+    let r: Value = client
+        .post(&ua)
+        .bearer_auth(&admin)
+        .json(&json!({ "query": "mutation($m: ID!) { updateMemberRole(membershipId: $m, role: VIEWER) { role } }", "variables": { "m": ivy_m } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["data"]["updateMemberRole"]["role"], "VIEWER", "{r}");
+    // … and B knows within moments, although its cached entry had ten minutes left.
+    let within = Duration::from_secs(3);
+    eventually(within, || async { me(&client, &ub, &ivy).await["activeRole"] == "VIEWER" }).await;
+    // Removed through A: B stops serving the organization.
+    client
+        .post(&ua)
+        .bearer_auth(&admin)
+        .json(&json!({ "query": "mutation($m: ID!) { removeMember(membershipId: $m) { isActive } }", "variables": { "m": ivy_m } }))
+        .send()
+        .await
+        .unwrap();
+    eventually(within, || async { me(&client, &ub, &ivy).await["activeOrganization"].is_null() }).await;
+}
+
+#[tokio::test]
+async fn without_notifications_the_ttl_bounds_staleness() {
+    // SQLite replicas (or changes made behind coursegraph's back) rely on the TTL alone.
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("COURSEGRAPH_DATABASE_URL", db.url()),
+        ("COURSEGRAPH_JWT_SECRET", SECRET),
+        ("COURSEGRAPH_CONTEXT_CACHE_TTL", "1s"),
+    ];
+    let a = ServerProcess::start(dir.path(), &envs);
+    let client = reqwest::Client::new();
+    let t = mint("edna", Some("acme"), Some("member"));
+    assert_eq!(me(&client, &a.url("/graphql"), &t).await["activeRole"], "MEMBER");
+    // An operator edits the role directly in the database.
+    let conn = sea_orm::Database::connect(db.url()).await.unwrap();
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    entity::membership::Entity::update_many()
+        .col_expr(entity::membership::Column::Role, Expr::value("viewer"))
+        .exec(&conn)
+        .await
+        .unwrap();
+    let took = eventually(Duration::from_secs(5), || async {
+        me(&client, &a.url("/graphql"), &t).await["activeRole"] == "VIEWER"
+    })
+    .await;
+    assert!(took <= Duration::from_millis(1500), "stale for {took:?}, beyond the 1 s TTL");
+    conn.close().await.ok();
+}

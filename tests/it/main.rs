@@ -1,0 +1,20 @@
+//! The integration suite: one binary, a real server and a fresh database per test.
+//! Runs on SQLite; set COURSEGRAPH_TEST_POSTGRES_URL to run the same tests on PostgreSQL.
+
+mod api;
+mod auth;
+mod context_cache;
+mod devmode;
+mod fixtures;
+mod foundation;
+mod hardening;
+mod helpers;
+mod identity;
+mod isolation;
+mod jwks_server;
+mod keys;
+mod matrix;
+mod outage;
+mod partial;
+mod provisioning;
+mod schema_rules;

@@ -1,0 +1,203 @@
+//! Provisioning: get-or-create is idempotent, race-safe and atomic.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+const ME: &str = "{ me { user { id email } activeOrganization { id name slug } activeRole } }";
+
+#[tokio::test]
+async fn first_request_provisions_user_org_and_membership_once() {
+    let app = TestApp::spawn().await;
+    let t = app.token("alice", Some("acme"), Some("admin"));
+    let d = app.data(&t, ME, json!({})).await;
+    assert_eq!(d["me"]["activeRole"], "ADMIN");
+    assert_eq!(d["me"]["activeOrganization"]["slug"], "acme");
+    assert_eq!(d["me"]["user"]["email"], "alice@example.com");
+    let first_id = d["me"]["user"]["id"].clone();
+    for _ in 0..3 {
+        let d = app.data(&t, ME, json!({})).await;
+        assert_eq!(d["me"]["user"]["id"], first_id);
+    }
+    assert_eq!(app.count("users", "").await, 1);
+    assert_eq!(app.count("organizations", "").await, 1);
+    assert_eq!(app.count("memberships", "").await, 1);
+    let row = app.count("organizations", "storage_bucket = 'org-acme' AND external_id = 'acme'").await;
+    assert_eq!(row, 1);
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_create_exactly_one_of_each() {
+    let app = TestApp::spawn().await;
+    let t = app.token("racer", Some("race-org"), Some("member"));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, url, t) = (app.client.clone(), app.url("/graphql"), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(t).json(&json!({ "query": ME })).send().await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        ids.insert(body["data"]["me"]["user"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "every request saw the same user");
+    assert_eq!(app.count("users", "").await, 1);
+    assert_eq!(app.count("organizations", "").await, 1);
+    assert_eq!(app.count("memberships", "").await, 1);
+}
+
+#[tokio::test]
+async fn many_new_users_joining_one_new_org_concurrently() {
+    let app = TestApp::spawn().await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let t = app.token(&format!("joiner-{i}"), Some("crowd"), Some("student"));
+        let (client, url) = (app.client.clone(), app.url("/graphql"));
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(t).json(&json!({ "query": ME })).send().await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["me"]["activeRole"], "MEMBER", "{body}");
+    }
+    assert_eq!(app.count("users", "").await, 40);
+    assert_eq!(app.count("organizations", "").await, 1);
+    assert_eq!(app.count("memberships", "").await, 40);
+}
+
+#[tokio::test]
+async fn a_token_without_an_organization_provisions_only_the_user() {
+    let app = TestApp::spawn().await;
+    let t = app.token("loner", None, None);
+    let d = app.data(&t, ME, json!({})).await;
+    assert_eq!(d["me"]["activeOrganization"], serde_json::Value::Null);
+    assert_eq!(d["me"]["activeRole"], serde_json::Value::Null);
+    assert_eq!(app.count("users", "").await, 1);
+    assert_eq!(app.count("organizations", "").await, 0);
+}
+
+#[tokio::test]
+async fn a_provisioned_user_costs_one_statement_and_no_write() {
+    let app = TestApp::spawn_with(|c| c.context_cache_ttl = std::time::Duration::ZERO).await;
+    let t = app.token("warm", Some("acme"), Some("member"));
+    app.data(&t, ME, json!({})).await;
+    let updated = app.count("users", "updated_at = created_at").await;
+    let before = app.statements();
+    let d = app.data(&t, "{ me { user { id } activeRole isPlatformAdmin } }", json!({})).await;
+    assert_eq!(d["me"]["activeRole"], "MEMBER");
+    assert_eq!(app.statements() - before, 1, "identity is one SELECT, and nothing else runs");
+    assert_eq!(app.count("users", "updated_at = created_at").await, updated, "no write");
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_provision_exactly_once() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn_on(a.db.clone(), |_| {}).await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let t = server.token(&format!("u{}", i % 6), Some("shared"), Some("member"));
+        let (client, url) = (server.client.clone(), server.url("/graphql"));
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(t).json(&json!({ "query": ME })).send().await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    assert_eq!(a.count("users", "").await, 6);
+    assert_eq!(a.count("organizations", "").await, 1);
+    assert_eq!(a.count("memberships", "").await, 6);
+}
+
+/// Two real server processes on one database, each receiving half of the first requests
+/// (64 for one new user, and 40 new users joining one new organization).
+#[tokio::test]
+async fn two_server_processes_provision_exactly_once() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [("COURSEGRAPH_DATABASE_URL", db.url()), ("COURSEGRAPH_JWT_SECRET", SECRET)];
+    // Both start at once: their migrations must not trip over each other.
+    let (mut a, mut b) = std::thread::scope(|s| {
+        let a = s.spawn(|| ServerProcess::start(dir.path(), &envs));
+        let b = s.spawn(|| ServerProcess::start(dir.path(), &envs));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..104 {
+        let token = if i < 64 {
+            mint("one-user", Some("proc-org"), Some("member"))
+        } else {
+            mint(&format!("crowd-{i}"), Some("proc-org"), Some("member"))
+        };
+        let url = if i % 2 == 0 { a.url("/graphql") } else { b.url("/graphql") };
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(token).json(&json!({ "query": ME })).send().await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    let conn = sea_orm::Database::connect(db.url()).await.unwrap();
+    let count = |t: &'static str| {
+        let conn = conn.clone();
+        async move {
+            use sea_orm::ConnectionTrait as _;
+            let row = conn
+                .query_one_raw(sea_orm::Statement::from_string(
+                    conn.get_database_backend(),
+                    format!("SELECT COUNT(*) AS n FROM {t}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get::<i64>("", "n").unwrap()
+        }
+    };
+    assert_eq!(count("users").await, 41);
+    assert_eq!(count("organizations").await, 1);
+    assert_eq!(count("memberships").await, 41);
+    // The audit log agrees: each row was created exactly once, by one of the two processes.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let created = |p: &mut ServerProcess, ev: &str| p.logs().iter().filter(|l| l["fields"]["event"] == ev).count();
+    assert_eq!(created(&mut a, "user.created") + created(&mut b, "user.created"), 41);
+    assert_eq!(created(&mut a, "organization.created") + created(&mut b, "organization.created"), 1);
+    assert_eq!(created(&mut a, "membership.created") + created(&mut b, "membership.created"), 41);
+    conn.close().await.ok();
+}
+
+#[tokio::test]
+async fn with_the_context_cache_a_warm_request_costs_no_statement_for_identity() {
+    let app = TestApp::spawn().await;
+    let t = app.token("warm", Some("acme"), Some("member"));
+    app.data(&t, ME, json!({})).await;
+    // On PostgreSQL the cache serves once this replica's change listener is connected.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let before = app.statements();
+        let d = app.data(&t, "{ me { user { id } activeRole } }", json!({})).await;
+        assert_eq!(d["me"]["activeRole"], "MEMBER");
+        let n = app.statements() - before;
+        if n == 0 {
+            break;
+        }
+        assert!(n == 1 && std::time::Instant::now() < deadline, "{n} statements and the cache never served");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
