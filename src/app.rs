@@ -25,6 +25,8 @@ pub struct AppState {
     pub conn: DatabaseConnection,
     pub statements: StatementCounter,
     pub write_lock: db::WriteLock,
+    /// The role requests run as under PostgreSQL row-level security, if enforced.
+    pub db_role: Option<Arc<str>>,
     pub schema: AppSchema,
     pub verifier: Verifier,
     pub provisioner: Provisioner,
@@ -77,6 +79,7 @@ impl App {
         if config.auto_migrate {
             db::migrate(&conn).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
+        db::check_row_level_security(&conn, config.db_role.as_deref()).await?;
         Self::from_parts(config, conn, statements, metrics)
     }
 
@@ -118,6 +121,7 @@ impl App {
             cache,
             write_lock.clone(),
         );
+        let db_role = config.db_role.as_deref().map(Arc::from);
         let apq = ApqStore::new(config.apq_cache_size);
         let preflight = Preflight::new(config.limits.clone());
         let probe = crate::graphql::schema::build_probe_schema();
@@ -127,6 +131,7 @@ impl App {
                 conn,
                 statements,
                 write_lock,
+                db_role,
                 schema,
                 verifier,
                 provisioner,

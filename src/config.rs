@@ -116,6 +116,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "COURSEGRAPH_DB_MAX_CONNECTIONS", global = true)]
     pub db_max_connections: Option<u32>,
 
+    /// PostgreSQL only: the role every request runs as, inside a transaction that first
+    /// writes the viewer's tenancy for row-level security (`coursegraph_app`, created by the
+    /// migrations: no superuser, no BYPASSRLS). Unset: requests run as the connecting user.
+    #[arg(long, env = "COURSEGRAPH_DB_ROLE", global = true)]
+    pub db_role: Option<String>,
+
     /// How long a request waits for a pooled connection before failing fast.
     #[arg(long, env = "COURSEGRAPH_DB_ACQUIRE_TIMEOUT", global = true, default_value = "3s")]
     pub db_acquire_timeout: HumanDuration,
@@ -338,6 +344,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub db_max_connections: u32,
+    /// The role requests run as under row-level security (PostgreSQL), if any.
+    pub db_role: Option<String>,
     pub db_acquire_timeout: Duration,
     pub log_format: LogFormat,
     pub cors: Option<CorsConfig>,
@@ -430,6 +438,21 @@ impl Config {
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
             (2 * cores).clamp(2, 32)
         });
+        let db_role = args.db_role.clone().filter(|r| !r.is_empty());
+        if let Some(r) = &db_role {
+            let ident = r.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !ident || r.len() > 63 {
+                return Err(ConfigError(format!(
+                    "COURSEGRAPH_DB_ROLE must be a plain lower-case PostgreSQL role name, got `{r}`"
+                )));
+            }
+            if !database_url.starts_with("postgres") {
+                return Err(ConfigError(
+                    "COURSEGRAPH_DB_ROLE needs PostgreSQL (row-level security); SQLite has none".into(),
+                ));
+            }
+        }
         if db_max_connections == 0 {
             return Err(ConfigError("COURSEGRAPH_DB_MAX_CONNECTIONS must be at least 1".into()));
         }
@@ -499,6 +522,7 @@ impl Config {
             },
             limits,
             db_max_connections,
+            db_role,
             db_acquire_timeout: args.db_acquire_timeout.0,
             log_format: args.log_format.unwrap_or(if production { LogFormat::Json } else { LogFormat::Text }),
         })
@@ -528,6 +552,7 @@ impl Config {
             },
             limits: Limits::default(),
             db_max_connections: 5,
+            db_role: None,
             db_acquire_timeout: Duration::from_secs(5),
             log_format: LogFormat::Text,
             cors: None,

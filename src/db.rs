@@ -15,7 +15,9 @@ use sea_orm::{
     IsolationLevel, QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
-use crate::metrics::Metrics;
+use uuid::Uuid;
+
+use crate::{auth::Viewer, metrics::Metrics};
 
 /// Counts every statement run on a connection (the N+1 tests and `/metrics` read it).
 #[derive(Clone, Default, Debug)]
@@ -103,6 +105,62 @@ pub async fn migrate(conn: &DatabaseConnection) -> Result<(), DbErr> {
     result
 }
 
+/// On PostgreSQL, checks at start that row-level security will do what the configuration
+/// says: `role` (COURSEGRAPH_DB_ROLE) must exist, be reachable with `SET ROLE`, and be
+/// subject to RLS; without it, the connecting user must bypass RLS (superuser or
+/// BYPASSRLS), or every request would see nothing — refused with the fix in the message.
+pub async fn check_row_level_security(conn: &DatabaseConnection, role: Option<&str>) -> anyhow::Result<()> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let q = |sql: &str, role: &str| Statement::from_sql_and_values(DbBackend::Postgres, sql, [role.into()]);
+    match role {
+        Some(role) => {
+            let row = conn
+                .query_one_raw(q(
+                    "SELECT rolsuper OR rolbypassrls AS bypass, pg_has_role(current_user, oid, 'MEMBER') AS reachable \
+                     FROM pg_roles WHERE rolname = $1",
+                    role,
+                ))
+                .await?;
+            let Some(row) = row else {
+                anyhow::bail!(
+                    "COURSEGRAPH_DB_ROLE: the role `{role}` does not exist (the migrations create `coursegraph_app`)"
+                );
+            };
+            if row.try_get::<bool>("", "bypass")? {
+                anyhow::bail!(
+                    "COURSEGRAPH_DB_ROLE: the role `{role}` is a superuser or has BYPASSRLS, so row-level security would not apply"
+                );
+            }
+            if !row.try_get::<bool>("", "reachable")? {
+                anyhow::bail!(
+                    "COURSEGRAPH_DB_ROLE: the database user may not switch to `{role}` (GRANT {role} TO <user>)"
+                );
+            }
+            tracing::info!(role, "row-level security: requests run as `{role}` with the viewer's tenancy");
+        }
+        None => {
+            let row = conn
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT current_user::text AS who, rolsuper OR rolbypassrls AS bypass FROM pg_roles WHERE rolname = current_user",
+                ))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the connecting role is missing from pg_roles"))?;
+            let who: String = row.try_get("", "who")?;
+            if !row.try_get::<bool>("", "bypass")? {
+                anyhow::bail!(
+                    "the database user `{who}` is subject to row-level security, so requests would see nothing: \
+                     set COURSEGRAPH_DB_ROLE=coursegraph_app"
+                );
+            }
+            tracing::info!(user = %who, "row-level security: not enforced (the database user bypasses it); set COURSEGRAPH_DB_ROLE=coursegraph_app to enforce it");
+        }
+    }
+    Ok(())
+}
+
 /// Whether the database answers (for `/readyz`).
 pub async fn ping(conn: &DatabaseConnection) -> bool {
     conn.ping().await.is_ok()
@@ -185,27 +243,170 @@ pub async fn begin_write_queued(conn: &DatabaseConnection, lock: &WriteLock) -> 
     Ok(WriteTxn { txn: begin_write(conn).await?, _turn: turn })
 }
 
+/// What PostgreSQL row-level security needs to know about the viewer (see the migration
+/// `m20250101_000006_row_level_security`): written with `set_config(…, true)` as the
+/// first statement of the request's transaction, so it ends with the transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tenancy {
+    pub user_id: Option<Uuid>,
+    /// The organizations of the viewer's active memberships.
+    pub org_ids: Vec<Uuid>,
+    pub platform_admin: bool,
+}
+
+impl Tenancy {
+    pub fn of(viewer: Option<&Viewer>) -> Self {
+        match viewer {
+            None => Self::default(),
+            Some(v) => Self {
+                user_id: Some(v.user.id),
+                org_ids: v.active_memberships().map(|m| m.organization_id).collect(),
+                platform_admin: v.platform_admin,
+            },
+        }
+    }
+
+    fn statement(&self, role: &str) -> Statement {
+        let orgs = self.org_ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('role', $1, true), set_config('app.user_id', $2, true), \
+             set_config('app.org_ids', $3, true), set_config('app.platform_admin', $4, true)",
+            [
+                role.into(),
+                self.user_id.map(|u| u.to_string()).unwrap_or_default().into(),
+                orgs.into(),
+                if self.platform_admin { "on" } else { "off" }.into(),
+            ],
+        )
+    }
+}
+
+/// The request's own transaction, when row-level security is enforced: begun on the
+/// request's first statement, committed by [`RequestDb::finish`].
+enum TxnState {
+    Idle,
+    Open(DatabaseTransaction),
+    Finished,
+}
+
+struct Rls {
+    role: Arc<str>,
+    tenancy: std::sync::Mutex<Tenancy>,
+    txn: tokio::sync::Mutex<TxnState>,
+}
+
 /// The database handle of one request. Every resolver and loader queries through it,
-/// so request-wide concerns (a per-request transaction, session settings) live here.
+/// so request-wide concerns live here: with row-level security enforced (PostgreSQL and
+/// `COURSEGRAPH_DB_ROLE`), all of a request's statements run in one transaction that
+/// first switches to the application role and writes the viewer's [`Tenancy`]; mutations
+/// nest their unit of work in it as a savepoint.
 #[derive(Clone)]
 pub struct RequestDb {
     conn: DatabaseConnection,
     write_lock: WriteLock,
+    rls: Option<Arc<Rls>>,
 }
 
 impl RequestDb {
+    /// A handle without row-level security (SQLite, or no `COURSEGRAPH_DB_ROLE`).
     pub fn new(conn: DatabaseConnection, write_lock: WriteLock) -> Self {
-        Self { conn, write_lock }
+        Self { conn, write_lock, rls: None }
+    }
+
+    /// A handle whose statements run as `role`, under the viewer's tenancy.
+    pub fn with_rls(conn: DatabaseConnection, role: Arc<str>, tenancy: Tenancy) -> Self {
+        let rls = Rls { role, tenancy: std::sync::Mutex::new(tenancy), txn: tokio::sync::Mutex::new(TxnState::Idle) };
+        Self { conn, write_lock: WriteLock::default(), rls: Some(Arc::new(rls)) }
     }
 
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
     }
 
-    /// A transaction for a mutation's unit of work (every write goes through one).
-    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
-        begin_write_queued(&self.conn, &self.write_lock).await
+    /// The request's transaction, begun (with the settings) on first use.
+    async fn open<'a>(&self, rls: &'a Rls) -> Result<tokio::sync::MutexGuard<'a, TxnState>, DbErr> {
+        let mut state = rls.txn.lock().await;
+        match &*state {
+            TxnState::Open(_) => {}
+            TxnState::Idle => {
+                let txn = self.conn.begin().await?;
+                let stmt = rls.tenancy.lock().unwrap_or_else(|e| e.into_inner()).statement(&rls.role);
+                txn.query_one_raw(stmt).await?;
+                *state = TxnState::Open(txn);
+            }
+            TxnState::Finished => return Err(DbErr::Custom("the request's transaction has already ended".into())),
+        }
+        Ok(state)
     }
+
+    /// Changes the viewer's tenancy for the rest of the request (after a mutation changed
+    /// their memberships, or to admit an organization they are creating).
+    pub async fn set_tenancy(&self, tenancy: Tenancy) -> Result<(), DbErr> {
+        let Some(rls) = &self.rls else { return Ok(()) };
+        let stmt = tenancy.statement(&rls.role);
+        *rls.tenancy.lock().unwrap_or_else(|e| e.into_inner()) = tenancy;
+        if let TxnState::Open(txn) = &*rls.txn.lock().await {
+            txn.query_one_raw(stmt).await?;
+        }
+        Ok(())
+    }
+
+    /// Lets the viewer's transaction write rows of `org`, an organization they are
+    /// creating (row-level security would otherwise refuse the new tenant's first rows).
+    pub async fn admit_organization(&self, org: Uuid) -> Result<(), DbErr> {
+        let Some(rls) = &self.rls else { return Ok(()) };
+        let mut t = rls.tenancy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !t.org_ids.contains(&org) {
+            t.org_ids.push(org);
+        }
+        self.set_tenancy(t).await
+    }
+
+    /// The pool itself, outside the viewer's tenancy, for the one lookup that must reach
+    /// past it: finding a user to add to an organization by exact id or email.
+    pub fn directory(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Ends the request: commits its transaction, if one was begun. A failure here means
+    /// the request's writes are lost, so the caller must not report them as done.
+    pub async fn finish(&self) -> Result<(), DbErr> {
+        let Some(rls) = &self.rls else { return Ok(()) };
+        let mut state = rls.txn.lock().await;
+        match std::mem::replace(&mut *state, TxnState::Finished) {
+            TxnState::Open(txn) => txn.commit().await,
+            _ => Ok(()),
+        }
+    }
+
+    /// A transaction for a mutation's unit of work (every write goes through one): a
+    /// savepoint in the request's transaction under row-level security.
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        match &self.rls {
+            None => begin_write_queued(&self.conn, &self.write_lock).await,
+            Some(rls) => match &*self.open(rls).await? {
+                TxnState::Open(txn) => Ok(WriteTxn { txn: txn.begin().await?, _turn: None }),
+                _ => unreachable!("open() returns an open transaction"),
+            },
+        }
+    }
+}
+
+/// Runs `$call` on the request's transaction under row-level security, else on the pool.
+macro_rules! through {
+    ($self:ident, $conn:ident => $call:expr) => {
+        match &$self.rls {
+            None => {
+                let $conn = &$self.conn;
+                $call.await
+            }
+            Some(rls) => match &*$self.open(rls).await? {
+                TxnState::Open($conn) => $call.await,
+                _ => unreachable!("open() returns an open transaction"),
+            },
+        }
+    };
 }
 
 #[async_trait::async_trait]
@@ -215,19 +416,19 @@ impl ConnectionTrait for RequestDb {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.conn.execute_raw(stmt).await
+        through!(self, c => c.execute_raw(stmt))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.conn.execute_unprepared(sql).await
+        through!(self, c => c.execute_unprepared(sql))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.conn.query_one_raw(stmt).await
+        through!(self, c => c.query_one_raw(stmt))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.conn.query_all_raw(stmt).await
+        through!(self, c => c.query_all_raw(stmt))
     }
 }
 

@@ -7,6 +7,7 @@ mod m20250101_000002_create_organizations;
 mod m20250101_000003_create_memberships;
 mod m20250101_000004_create_courses;
 mod m20250101_000005_create_tracks;
+mod m20250101_000006_row_level_security;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000003_create_memberships::Migration),
             Box::new(m20250101_000004_create_courses::Migration),
             Box::new(m20250101_000005_create_tracks::Migration),
+            Box::new(m20250101_000006_row_level_security::Migration),
         ]
     }
 }

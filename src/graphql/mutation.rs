@@ -238,6 +238,7 @@ impl Mutation {
         let txn = db.begin_write().await?;
         let now = Utc::now();
         let id = Uuid::now_v7();
+        db.admit_organization(id).await?;
         let base = wanted.clone().unwrap_or_else(|| slugify(&name));
         let mut slug = None;
         for attempt in 0..8 {
@@ -350,16 +351,19 @@ impl Mutation {
         )
         .await?;
         let db = ctx.db()?;
+        // The person to add is by definition not yet a member: looked up in the directory,
+        // outside the viewer's tenancy, by exact id or email only.
+        let directory = db.directory();
         let target: user::Model = match (&input.user_id, input.email.as_deref().map(str::trim)) {
             (Some(id), None) => {
                 let id = parse_id("input.userId", id)?;
-                user::Entity::find_by_id(id).one(db).await?.ok_or(AppError::not_found("user"))?
+                user::Entity::find_by_id(id).one(directory).await?.ok_or(AppError::not_found("user"))?
             }
             (None, Some(email)) if !email.is_empty() => {
                 let mut found = user::Entity::find()
                     .filter(Expr::expr(Func::lower(Expr::col(user::Column::Email))).eq(email.to_lowercase()))
                     .limit(2)
-                    .all(db)
+                    .all(directory)
                     .await?;
                 match found.len() {
                     0 => return Err(AppError::not_found("user")),

@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 use crate::{
     app::AppState,
     auth::{AuthReason, Viewer, claims::identity_from_claims},
-    db::RequestDb,
+    db::{RequestDb, Tenancy},
     error::{AppError, code},
     graphql::{RequestContext, limits},
 };
@@ -109,13 +109,18 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
 
     // 3. Execute, each operation with its own context (loaders are per operation).
     let make_ctx = || {
-        RequestContext::new(
+        let db = match &state.db_role {
+            Some(role) => RequestDb::with_rls(state.conn.clone(), role.clone(), Tenancy::of(viewer.as_deref())),
+            None => RequestDb::new(state.conn.clone(), state.write_lock.clone()),
+        };
+        let ctx = RequestContext::new(
             request_id.to_owned(),
             viewer.clone(),
-            RequestDb::new(state.conn.clone(), state.write_lock.clone()),
+            db.clone(),
             state.provisioner.cache().clone(),
             limits.max_page_size,
-        )
+        );
+        (ctx, db)
     };
     let schema = &state.schema;
     let name = |r: &GqlRequest| r.operation_name.clone().or_else(|| operation_name(&r.query).map(str::to_owned));
@@ -126,7 +131,7 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     let joined = names.iter().map(|n| n.as_deref().unwrap_or("anonymous")).collect::<Vec<_>>().join(",");
     tracing::Span::current().record("operation", joined.as_str());
     let run_one = |mut r: GqlRequest| {
-        let ctx = make_ctx();
+        let (ctx, db) = make_ctx();
         async move {
             if let Err(e) = state.preflight.check(&mut r) {
                 return async_graphql::Response::from_errors(vec![e]);
@@ -141,6 +146,11 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
                 }
                 let actual = limits::measure_complexity(&state.probe, probe).await.unwrap_or_default();
                 resp.errors = vec![limits::too_complex("complexity", state.config.limits.max_complexity, actual)];
+            }
+            // The request's transaction (row-level security): if it cannot commit, nothing
+            // this operation wrote is there, so its answer must not claim otherwise.
+            if let Err(e) = db.finish().await {
+                return async_graphql::Response::from_errors(vec![app_error(AppError::from(e))]);
             }
             resp
         }

@@ -117,6 +117,13 @@ impl TestApp {
     /// Spawns another server on an existing test database (e.g. a second "process").
     pub async fn spawn_on(db: Arc<TestDb>, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests(db.url(), SECRET);
+        // CI's third pass runs the whole suite with PostgreSQL row-level security enforced.
+        if let Ok(role) = std::env::var("COURSEGRAPH_TEST_DB_ROLE")
+            && !role.is_empty()
+            && db.url().starts_with("postgres")
+        {
+            config.db_role = Some(role);
+        }
         tweak(&mut config);
         let app = App::build(config).await.expect("build app");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

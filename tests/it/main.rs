@@ -17,4 +17,5 @@ mod matrix;
 mod outage;
 mod partial;
 mod provisioning;
+mod rls;
 mod schema_rules;
