@@ -17,7 +17,10 @@ use sea_orm::{
 
 use uuid::Uuid;
 
-use crate::{auth::Viewer, metrics::Metrics};
+use crate::{
+    auth::{Viewer, cache::Change},
+    metrics::Metrics,
+};
 
 /// Counts every statement run on a connection (the N+1 tests and `/metrics` read it).
 #[derive(Clone, Default, Debug)]
@@ -294,6 +297,9 @@ struct Rls {
     role: Arc<str>,
     tenancy: std::sync::Mutex<Tenancy>,
     txn: tokio::sync::Mutex<TxnState>,
+    /// Changes this request's mutations made, for the context cache to drop once more
+    /// when they commit with the request (see [`RequestDb::remember_changes`]).
+    changes: std::sync::Mutex<Vec<Change>>,
 }
 
 /// The database handle of one request. Every resolver and loader queries through it,
@@ -316,7 +322,12 @@ impl RequestDb {
 
     /// A handle whose statements run as `role`, under the viewer's tenancy.
     pub fn with_rls(conn: DatabaseConnection, role: Arc<str>, tenancy: Tenancy) -> Self {
-        let rls = Rls { role, tenancy: std::sync::Mutex::new(tenancy), txn: tokio::sync::Mutex::new(TxnState::Idle) };
+        let rls = Rls {
+            role,
+            tenancy: std::sync::Mutex::new(tenancy),
+            txn: tokio::sync::Mutex::new(TxnState::Idle),
+            changes: std::sync::Mutex::new(Vec::new()),
+        };
         Self { conn, write_lock: WriteLock::default(), rls: Some(Arc::new(rls)) }
     }
 
@@ -369,15 +380,26 @@ impl RequestDb {
         &self.conn
     }
 
-    /// Ends the request: commits its transaction, if one was begun. A failure here means
-    /// the request's writes are lost, so the caller must not report them as done.
-    pub async fn finish(&self) -> Result<(), DbErr> {
-        let Some(rls) = &self.rls else { return Ok(()) };
-        let mut state = rls.txn.lock().await;
-        match std::mem::replace(&mut *state, TxnState::Finished) {
-            TxnState::Open(txn) => txn.commit().await,
-            _ => Ok(()),
+    /// Notes what a mutation changed. Under row-level security its savepoint is released
+    /// before the request's transaction commits, so a concurrent request could re-read
+    /// (and re-cache) the old rows in between: [`RequestDb::finish`] returns these for the
+    /// context cache to drop again after the commit.
+    pub fn remember_changes(&self, changes: &[Change]) {
+        if let Some(rls) = &self.rls {
+            rls.changes.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(changes);
         }
+    }
+
+    /// Ends the request: commits its transaction, if one was begun, and returns the
+    /// changes it committed. A failure means the request's writes are lost, so the
+    /// caller must not report them as done.
+    pub async fn finish(&self) -> Result<Vec<Change>, DbErr> {
+        let Some(rls) = &self.rls else { return Ok(Vec::new()) };
+        let mut state = rls.txn.lock().await;
+        if let TxnState::Open(txn) = std::mem::replace(&mut *state, TxnState::Finished) {
+            txn.commit().await?;
+        }
+        Ok(std::mem::take(&mut *rls.changes.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     /// A transaction for a mutation's unit of work (every write goes through one): a

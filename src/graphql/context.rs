@@ -64,6 +64,7 @@ impl RequestContext {
         for c in changes {
             self.cache.invalidate(*c);
         }
+        self.db.remember_changes(changes);
         if let Some(v) = self.viewer.get() {
             let concerns_viewer = changes.iter().any(|c| match c {
                 Change::User(id) => *id == v.user.id,

@@ -149,8 +149,9 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
             }
             // The request's transaction (row-level security): if it cannot commit, nothing
             // this operation wrote is there, so its answer must not claim otherwise.
-            if let Err(e) = db.finish().await {
-                return async_graphql::Response::from_errors(vec![app_error(AppError::from(e))]);
+            match db.finish().await {
+                Ok(committed) => committed.into_iter().for_each(|c| state.provisioner.cache().invalidate(c)),
+                Err(e) => return async_graphql::Response::from_errors(vec![app_error(AppError::from(e))]),
             }
             resp
         }
