@@ -116,14 +116,14 @@ pub async fn check_row_level_security(conn: &DatabaseConnection, role: Option<&s
     if conn.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
-    let q = |sql: &str, role: &str| Statement::from_sql_and_values(DbBackend::Postgres, sql, [role.into()]);
     match role {
         Some(role) => {
             let row = conn
-                .query_one_raw(q(
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
                     "SELECT rolsuper OR rolbypassrls AS bypass, pg_has_role(current_user, oid, 'MEMBER') AS reachable \
                      FROM pg_roles WHERE rolname = $1",
-                    role,
+                    [role.into()],
                 ))
                 .await?;
             let Some(row) = row else {
