@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod rows;
 pub mod seed;
 pub mod telemetry;
 pub mod token;

@@ -231,6 +231,15 @@ mod tests {
                     role: crate::authz::Role::Member,
                     is_active: true,
                     joined_at: Utc::now(),
+                    organization: std::sync::Arc::new(entity::organization::Model {
+                        id: *o,
+                        external_id: None,
+                        name: "S".into(),
+                        slug: "s".into(),
+                        storage_bucket: "org-s".into(),
+                        created_at: Utc::now(),
+                        updated_at: Utc::now(),
+                    }),
                 })
                 .collect(),
         })

@@ -421,6 +421,10 @@ async fn load(db: &impl ConnectionTrait, key: Key<'_>) -> AppResult<Option<Found
         .expr_as(Expr::col((m.clone(), membership::Column::JoinedAt)), Alias::new("m_joined"))
         .expr_as(Expr::col((o.clone(), organization::Column::Slug)), Alias::new("o_slug"))
         .expr_as(Expr::col((o.clone(), organization::Column::ExternalId)), Alias::new("o_ext"))
+        .expr_as(Expr::col((o.clone(), organization::Column::Name)), Alias::new("o_name"))
+        .expr_as(Expr::col((o.clone(), organization::Column::StorageBucket)), Alias::new("o_bucket"))
+        .expr_as(Expr::col((o.clone(), organization::Column::CreatedAt)), Alias::new("o_created"))
+        .expr_as(Expr::col((o.clone(), organization::Column::UpdatedAt)), Alias::new("o_updated"))
         .from_as(user::Entity, u.clone())
         .join_as(
             JoinType::LeftJoin,
@@ -495,14 +499,24 @@ fn membership_from_row(r: &QueryResult) -> AppResult<Option<MembershipRecord>> {
     let role: String = r.try_get("", "m_role")?;
     let role = entity::MembershipRole::from_db(&role)
         .ok_or_else(|| AppError::internal(format!("unknown role `{role}` in memberships")))?;
+    let organization = entity::organization::Model {
+        id: r.try_get("", "m_org")?,
+        external_id: r.try_get("", "o_ext")?,
+        name: r.try_get("", "o_name")?,
+        slug: r.try_get("", "o_slug")?,
+        storage_bucket: r.try_get("", "o_bucket")?,
+        created_at: r.try_get("", "o_created")?,
+        updated_at: r.try_get("", "o_updated")?,
+    };
     Ok(Some(MembershipRecord {
         id,
-        organization_id: r.try_get("", "m_org")?,
-        organization_slug: r.try_get("", "o_slug")?,
-        organization_external_id: r.try_get("", "o_ext")?,
+        organization_id: organization.id,
+        organization_slug: organization.slug.clone(),
+        organization_external_id: organization.external_id.clone(),
         role: role.into(),
         is_active: r.try_get("", "m_active")?,
         joined_at: r.try_get("", "m_joined")?,
+        organization: Arc::new(organization),
     }))
 }
 

@@ -1,6 +1,8 @@
 //! The viewer a request runs as: the provisioned user, their memberships, the active
 //! organization, and whether they are a platform admin.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -28,6 +30,11 @@ pub struct MembershipRecord {
     pub role: Role,
     pub is_active: bool,
     pub joined_at: DateTime<Utc>,
+    /// The organization's row as read with the viewer. Reads of an organization the viewer
+    /// actively belongs to are answered from it: it is as fresh as the viewer's memberships
+    /// (the context cache drops the viewer on `Change::Organization`, and a request that
+    /// changes the organization re-reads the viewer).
+    pub organization: Arc<entity::organization::Model>,
 }
 
 /// The signed-in user as the policy sees them.

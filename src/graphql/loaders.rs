@@ -5,11 +5,14 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{course, membership, organization, track, user};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    RelationTrait,
+};
 use uuid::Uuid;
 
-use super::context::ViewerCell;
-use crate::{authz::scope, db::RequestDb};
+use super::{context::ViewerCell, types::track::Track};
+use crate::{authz::scope, db::RequestDb, rows};
 
 type LoadResult<V> = Result<HashMap<Uuid, V>, Arc<DbErr>>;
 
@@ -25,12 +28,10 @@ impl Loader<Uuid> for OrganizationLoader {
 
     async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
         let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
-        let rows = organization::Entity::find()
+        let select = organization::Entity::find()
             .filter(organization::Column::Id.is_in(keys.iter().copied()))
-            .filter(scope::organizations(viewer.as_ref()))
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(|o| (o.id, Arc::new(o))).collect())
+            .filter(scope::organizations(viewer.as_ref()));
+        Ok(rows::all_arc(&self.db, select).await?.into_iter().map(|o| (o.id, o)).collect())
     }
 }
 
@@ -93,12 +94,10 @@ impl Loader<Uuid> for CourseLoader {
 
     async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
         let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
-        let rows = course::Entity::find()
+        let select = course::Entity::find()
             .filter(course::Column::Id.is_in(keys.iter().copied()))
-            .filter(scope::courses(viewer.as_ref()))
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(|c| (c.id, Arc::new(c))).collect())
+            .filter(scope::courses(viewer.as_ref()));
+        Ok(rows::all_arc(&self.db, select).await?.into_iter().map(|c| (c.id, c)).collect())
     }
 }
 
@@ -114,14 +113,12 @@ impl Loader<Uuid> for TrackLoader {
 
     async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
         let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
-        let rows = track::Entity::find()
+        let select = track::Entity::find()
             .join(JoinType::InnerJoin, track::Relation::Course.def())
             .filter(track::Column::Id.is_in(keys.iter().copied()))
             .filter(scope::tracks(viewer.as_ref()))
-            .filter(scope::courses(viewer.as_ref()))
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(|t| (t.id, Arc::new(t))).collect())
+            .filter(scope::courses(viewer.as_ref()));
+        Ok(rows::all_arc(&self.db, select).await?.into_iter().map(|t| (t.id, t)).collect())
     }
 }
 
@@ -132,23 +129,21 @@ pub struct TracksByCourseLoader {
 }
 
 impl Loader<Uuid> for TracksByCourseLoader {
-    type Value = Arc<Vec<track::Model>>;
+    type Value = Arc<Vec<Track>>;
     type Error = Arc<DbErr>;
 
     async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
         let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
-        let rows = track::Entity::find()
+        let select = track::Entity::find()
             .filter(track::Column::CourseId.is_in(keys.iter().copied()))
             // Defence in depth: the course was checked, the tenant filter runs anyway.
             .filter(scope::tracks(viewer.as_ref()))
             .order_by_asc(track::Column::CourseId)
             .order_by_asc(track::Column::Position)
-            .order_by_asc(track::Column::Id)
-            .all(&self.db)
-            .await?;
-        let mut out: HashMap<Uuid, Vec<track::Model>> = keys.iter().map(|k| (*k, Vec::new())).collect();
-        for t in rows {
-            out.entry(t.course_id).or_default().push(t);
+            .order_by_asc(track::Column::Id);
+        let mut out: HashMap<Uuid, Vec<Track>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        for t in rows::all_arc(&self.db, select).await? {
+            out.entry(t.course_id).or_default().push(Track::new(t));
         }
         Ok(out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
@@ -166,16 +161,21 @@ impl Loader<Uuid> for MembershipLoader {
 
     async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
         let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
-        let rows = membership::Entity::find()
+        let select = membership::Entity::find()
             .filter(membership::Column::Id.is_in(keys.iter().copied()))
-            .filter(scope::memberships(viewer.as_ref()))
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(|m| (m.id, Arc::new(m))).collect())
+            .filter(scope::memberships(viewer.as_ref()));
+        Ok(rows::all_arc(&self.db, select).await?.into_iter().map(|m| (m.id, m)).collect())
     }
 }
 
 type L<T> = DataLoader<T, HashMapCache>;
+
+/// Which of a track's columns a page of courses reads (see [`Track::partial`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackColumns {
+    All,
+    Partial,
+}
 
 /// The request's loaders.
 pub struct Loaders {
@@ -187,6 +187,7 @@ pub struct Loaders {
     pub tracks_by_course: L<TracksByCourseLoader>,
     pub memberships: L<MembershipLoader>,
     pub max_page_size: i32,
+    viewer: ViewerCell,
 }
 
 fn loader<T: Loader<Uuid>>(t: T) -> L<T> {
@@ -202,14 +203,22 @@ impl Loaders {
             courses: loader(CourseLoader { db: db.clone(), viewer: viewer.clone() }),
             tracks: loader(TrackLoader { db: db.clone(), viewer: viewer.clone() }),
             tracks_by_course: loader(TracksByCourseLoader { db: db.clone(), viewer: viewer.clone() }),
-            memberships: loader(MembershipLoader { db, viewer }),
+            memberships: loader(MembershipLoader { db, viewer: viewer.clone() }),
             max_page_size,
+            viewer,
         }
     }
 
     /// Loads one organization now (no batching window) and remembers it for the request.
-    /// For entry points, which have exactly one key and nothing to wait for.
+    /// For entry points, which have exactly one key and nothing to wait for. One the viewer
+    /// actively belongs to comes with the viewer (see `MembershipRecord::organization`):
+    /// no statement. Anything else is read under the viewer's scope.
     pub async fn organization_now(&self, id: Uuid) -> Result<Option<Arc<organization::Model>>, Arc<DbErr>> {
+        let known =
+            self.viewer.get().and_then(|v| v.membership(id).filter(|m| m.is_active).map(|m| m.organization.clone()));
+        if let Some(o) = known {
+            return Ok(Some(o));
+        }
         let found = self.organizations.loader().load(&[id]).await?;
         let hit = found.get(&id).cloned();
         self.organizations.feed_many(found).await;
@@ -226,19 +235,28 @@ impl Loaders {
 
     /// Prefetches what a page of courses will ask for (their tracks, their instructors),
     /// one query each, so the nested fields find it cached instead of waiting for a batch.
+    /// With `TrackColumns::Partial`, the tracks are read without the columns the query
+    /// does not ask for (see [`Track::partial`]).
     pub async fn prefetch_for_courses(
         &self,
         courses: &[Arc<course::Model>],
-        tracks: bool,
+        tracks: Option<TrackColumns>,
         instructors: bool,
     ) -> Result<(), Arc<DbErr>> {
         if courses.is_empty() {
             return Ok(());
         }
-        if tracks {
-            let ids: Vec<Uuid> = courses.iter().map(|c| c.id).collect();
-            let found = self.tracks_by_course.loader().load(&ids).await?;
-            self.tracks_by_course.feed_many(found).await;
+        match tracks {
+            None => {}
+            Some(TrackColumns::All) => {
+                let ids: Vec<Uuid> = courses.iter().map(|c| c.id).collect();
+                let found = self.tracks_by_course.loader().load(&ids).await?;
+                self.tracks_by_course.feed_many(found).await;
+            }
+            Some(TrackColumns::Partial) => {
+                let found = self.partial_tracks_by_course(courses).await?;
+                self.tracks_by_course.feed_many(found).await;
+            }
         }
         if instructors {
             let mut ids: Vec<Uuid> = courses.iter().filter_map(|c| c.instructor_id).collect();
@@ -250,6 +268,30 @@ impl Loaders {
             }
         }
         Ok(())
+    }
+
+    /// [`TracksByCourseLoader`]'s statement with only the columns of a partial track.
+    async fn partial_tracks_by_course(
+        &self,
+        courses: &[Arc<course::Model>],
+    ) -> Result<HashMap<Uuid, Arc<Vec<Track>>>, Arc<DbErr>> {
+        let Some(viewer) = self.viewer.get() else { return Ok(HashMap::new()) };
+        let db = &self.tracks_by_course.loader().db;
+        let select = track::Entity::find()
+            .select_only()
+            .columns(rows::PARTIAL_TRACK_COLUMNS)
+            .filter(track::Column::CourseId.is_in(courses.iter().map(|c| c.id)))
+            .filter(scope::tracks(viewer.as_ref()))
+            .order_by_asc(track::Column::CourseId)
+            .order_by_asc(track::Column::Position)
+            .order_by_asc(track::Column::Id);
+        let stmt = rows::literal_limit(select.build(db.get_database_backend()));
+        let mut out: HashMap<Uuid, Vec<Track>> = courses.iter().map(|c| (c.id, Vec::new())).collect();
+        for row in db.query_all_raw(stmt).await? {
+            let t = rows::partial_track(&row)?;
+            out.entry(t.course_id).or_default().push(Track::partial(Arc::new(t)));
+        }
+        Ok(out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
 
     /// Forgets everything loaded so far: after a write, the rest of the response reads fresh rows.

@@ -660,7 +660,7 @@ impl Mutation {
         .await?;
         txn.commit().await?;
         ctx.request()?.after_write(&[]).await?;
-        Ok(Track(Arc::new(t)))
+        Ok(Track::new(Arc::new(t)))
     }
 
     /// Renames, describes or moves a track. ADMIN, or the course's own INSTRUCTOR.
@@ -697,7 +697,7 @@ impl Mutation {
         let updated = am.update(&txn).await?;
         txn.commit().await?;
         ctx.request()?.after_write(&[]).await?;
-        Ok(Track(Arc::new(updated)))
+        Ok(Track::new(Arc::new(updated)))
     }
 
     /// Deletes a track; the later ones move up. ADMIN, or the course's own INSTRUCTOR.
@@ -759,6 +759,6 @@ impl Mutation {
             .await?;
         txn.commit().await?;
         ctx.request()?.after_write(&[]).await?;
-        Ok(tracks.into_iter().map(|t| Track(Arc::new(t))).collect())
+        Ok(tracks.into_iter().map(|t| Track::new(Arc::new(t))).collect())
     }
 }

@@ -98,7 +98,7 @@ impl Query {
     async fn track(&self, ctx: &Context<'_>, id: ID) -> Option<Track> {
         let r = async {
             let id = parse_id("id", &id)?;
-            lookup::track(ctx, id, Action::ReadCourse).await.map(|(t, _)| Some(Track(t)))
+            lookup::track(ctx, id, Action::ReadCourse).await.map(|(t, _)| Some(Track::new(t)))
         }
         .await;
         ctx.or_null(r)

@@ -92,6 +92,41 @@ async fn role_changes_and_removals_reach_another_replica_at_once() {
         .unwrap()["id"]
         .clone();
 
+    // Renamed through A: B answers the new name (the organization's row comes with the
+    // cached viewer) within moments.
+    let org_name = |url: String, token: String| {
+        let client = client.clone();
+        async move {
+            let r = client.post(url).bearer_auth(token).json(&json!({ "query": "{ organization { name } }" }));
+            let body: Value = r.send().await.unwrap().json().await.unwrap();
+            body["data"]["organization"]["name"].clone()
+        }
+    };
+    assert!(org_name(ub.clone(), ivy.clone()).await.is_string());
+    let org: Value = client
+        .post(&ua)
+        .bearer_auth(&admin)
+        .json(&json!({ "query": "{ organization { id } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let org = org["data"]["organization"]["id"].clone();
+    let r: Value = client
+        .post(&ua)
+        .bearer_auth(&admin)
+        .json(&json!({ "query": "mutation($o: ID!) { updateOrganization(id: $o, input: { name: \"Acme Renamed\" }) { name } }", "variables": { "o": org } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["data"]["updateOrganization"]["name"], "Acme Renamed", "{r}");
+    eventually(Duration::from_secs(3), || async { org_name(ub.clone(), ivy.clone()).await == "Acme Renamed" }).await;
+
     // Demoted through A …
     let r: Value = client
         .post(&ua)

@@ -18,7 +18,7 @@ use super::{course::Course, membership::Membership, scalars::Difficulty};
 use crate::{
     authz::scope,
     error::{AppError, AppResult},
-    graphql::{context::ContextExt, validate},
+    graphql::{context::ContextExt, loaders::TrackColumns, validate},
 };
 
 /// Pagination state of a page.
@@ -166,14 +166,21 @@ pub async fn course_page(
     let wants = |f: &str| look.field("nodes").field(f).exists() || look.field("edges").field("node").field(f).exists();
     let page = page.order_by_asc(course::Column::Title).order_by_asc(course::Column::Id).limit(limit + 1);
     let db = ctx.db()?;
-    let want_tracks = wants("tracks");
+    // Tracks read whole only when the query asks one of the fields a partial track lacks
+    // (a miss here costs a statement later, never a wrong answer: see `Track::partial`).
+    let track_columns = wants("tracks").then(|| {
+        let whole = super::track::PARTIAL_FIELDS.iter().any(|f| {
+            look.field("nodes").field("tracks").field(f).exists()
+                || look.field("edges").field("node").field("tracks").field(f).exists()
+        });
+        if whole { TrackColumns::All } else { TrackColumns::Partial }
+    });
     // On SQLite the tracks ride along in the page's own statement (see `embedded`); on
     // PostgreSQL a second, batched statement is cheaper (both measured, BENCHMARKS.md).
-    let embed = want_tracks && db.backend() == sea_orm::DbBackend::Sqlite;
-    let (mut rows, mut tracks) = if embed {
-        super::embedded::courses_with_tracks(db, page).await?
-    } else {
-        (super::embedded::page(db, page).await?, Vec::new())
+    let embed = track_columns.filter(|_| db.backend() == sea_orm::DbBackend::Sqlite);
+    let (mut rows, mut tracks) = match embed {
+        Some(columns) => super::embedded::courses_with_tracks(db, page, columns).await?,
+        None => (super::embedded::page(db, page).await?, Vec::new()),
     };
     let has_next = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
@@ -183,7 +190,7 @@ pub async fn course_page(
         let by_course = edges.iter().zip(tracks).map(|(c, t)| (c.id, Arc::new(t)));
         loaders.tracks_by_course.feed_many(by_course).await;
     }
-    loaders.prefetch_for_courses(&edges, want_tracks && !embed, wants("instructor")).await?;
+    loaders.prefetch_for_courses(&edges, track_columns.filter(|_| embed.is_none()), wants("instructor")).await?;
     Ok(CourseConnection { edges, has_next, has_previous: after_key.is_some(), base })
 }
 

@@ -91,7 +91,7 @@ impl Course {
     /// The course's tracks, by position.
     async fn tracks(&self, ctx: &Context<'_>) -> AppResult<Vec<Track>> {
         let tracks = ctx.loaders()?.tracks_by_course.load_one(self.0.id).await?;
-        Ok(tracks.map(|v| v.iter().map(|t| Track(Arc::new(t.clone()))).collect()).unwrap_or_default())
+        Ok(tracks.map(|v| v.as_ref().clone()).unwrap_or_default())
     }
 
     /// Internal data. ADMIN, or the course's own INSTRUCTOR.
