@@ -9,9 +9,14 @@ use crate::helpers::*;
 
 const ME: &str = "{ me { activeRole activeOrganization { slug } } }";
 
+/// POSTs one operation to a server process and returns the whole response body.
+async fn post(client: &reqwest::Client, url: &str, token: &str, query: &str, variables: Value) -> Value {
+    let body = json!({ "query": query, "variables": variables });
+    client.post(url).bearer_auth(token).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
 async fn me(client: &reqwest::Client, url: &str, token: &str) -> Value {
-    let r = client.post(url).bearer_auth(token).json(&json!({ "query": ME })).send().await.unwrap();
-    let body: Value = r.json().await.unwrap();
+    let body = post(client, url, token, ME, json!({})).await;
     assert!(body.get("errors").is_none(), "{body}");
     body["data"]["me"].clone()
 }
@@ -74,16 +79,8 @@ async fn role_changes_and_removals_reach_another_replica_at_once() {
     })
     .await;
 
-    let members: Value = client
-        .post(&ua)
-        .bearer_auth(&admin)
-        .json(&json!({ "query": "{ organization { members { nodes { id user { name } } } } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let members =
+        post(&client, &ua, &admin, "{ organization { members { nodes { id user { name } } } } }", json!({})).await;
     let ivy_m = members["data"]["organization"]["members"]["nodes"]
         .as_array()
         .unwrap()
@@ -94,62 +91,28 @@ async fn role_changes_and_removals_reach_another_replica_at_once() {
 
     // Renamed through A: B answers the new name (the organization's row comes with the
     // cached viewer) within moments.
-    let org_name = |url: String, token: String| {
-        let client = client.clone();
-        async move {
-            let r = client.post(url).bearer_auth(token).json(&json!({ "query": "{ organization { name } }" }));
-            let body: Value = r.send().await.unwrap().json().await.unwrap();
-            body["data"]["organization"]["name"].clone()
-        }
+    let org_name = || async {
+        post(&client, &ub, &ivy, "{ organization { name } }", json!({})).await["data"]["organization"]["name"].clone()
     };
-    assert!(org_name(ub.clone(), ivy.clone()).await.is_string());
-    let org: Value = client
-        .post(&ua)
-        .bearer_auth(&admin)
-        .json(&json!({ "query": "{ organization { id } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let org = org["data"]["organization"]["id"].clone();
-    let r: Value = client
-        .post(&ua)
-        .bearer_auth(&admin)
-        .json(&json!({ "query": "mutation($o: ID!) { updateOrganization(id: $o, input: { name: \"Acme Renamed\" }) { name } }", "variables": { "o": org } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert!(org_name().await.is_string());
+    let org =
+        post(&client, &ua, &admin, "{ organization { id } }", json!({})).await["data"]["organization"]["id"].clone();
+    let rename = "mutation($o: ID!) { updateOrganization(id: $o, input: { name: \"Acme Renamed\" }) { name } }";
+    let r = post(&client, &ua, &admin, rename, json!({ "o": org })).await;
     assert_eq!(r["data"]["updateOrganization"]["name"], "Acme Renamed", "{r}");
-    eventually(Duration::from_secs(3), || async { org_name(ub.clone(), ivy.clone()).await == "Acme Renamed" }).await;
+    eventually(Duration::from_secs(3), || async { org_name().await == "Acme Renamed" }).await;
 
     // Demoted through A …
-    let r: Value = client
-        .post(&ua)
-        .bearer_auth(&admin)
-        .json(&json!({ "query": "mutation($m: ID!) { updateMemberRole(membershipId: $m, role: VIEWER) { role } }", "variables": { "m": ivy_m } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let demote = "mutation($m: ID!) { updateMemberRole(membershipId: $m, role: VIEWER) { role } }";
+    let r = post(&client, &ua, &admin, demote, json!({ "m": ivy_m })).await;
     assert_eq!(r["data"]["updateMemberRole"]["role"], "VIEWER", "{r}");
     // … and B knows within moments, although its cached entry had ten minutes left.
     let within = Duration::from_secs(3);
     eventually(within, || async { me(&client, &ub, &ivy).await["activeRole"] == "VIEWER" }).await;
     // Removed through A: B stops serving the organization.
-    client
-        .post(&ua)
-        .bearer_auth(&admin)
-        .json(&json!({ "query": "mutation($m: ID!) { removeMember(membershipId: $m) { isActive } }", "variables": { "m": ivy_m } }))
-        .send()
-        .await
-        .unwrap();
+    let remove = "mutation($m: ID!) { removeMember(membershipId: $m) { isActive } }";
+    let r = post(&client, &ua, &admin, remove, json!({ "m": ivy_m })).await;
+    assert_eq!(r["data"]["removeMember"]["isActive"], false, "{r}");
     eventually(within, || async { me(&client, &ub, &ivy).await["activeOrganization"].is_null() }).await;
 }
 
