@@ -1,4 +1,4 @@
-//! Benchmark load driver for W3 and W4 (see bench/README.md).
+//! Benchmark load driver for W3 and W4 (see BENCHMARKS.md; bench/run.sh runs it).
 //!
 //! W3: `first-sight` — every request carries the token of a user the server has never
 //! seen (N users across M new organizations); run again with the same tokens for the
