@@ -356,3 +356,18 @@ async fn seed_is_idempotent_and_its_users_can_sign_in() {
     assert_eq!(d["me"]["activeRole"], "MEMBER");
     assert_eq!(d["me"]["activeOrganization"]["name"], "Globex Institute");
 }
+
+#[tokio::test]
+async fn the_bundled_sqlite_keeps_no_memory_statistics() {
+    // `.cargo/config.toml` builds SQLite with SQLITE_DEFAULT_MEMSTATUS=0 (a global mutex per
+    // allocation otherwise; see BENCHMARKS.md). Losing that setting fails here, not in a benchmark.
+    let conn = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+    let options: Vec<String> = conn
+        .query_all_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA compile_options"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "compile options: {options:?}");
+}
