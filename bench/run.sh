@@ -54,6 +54,9 @@ log "databases: the peer's (peerbench) and coursegraph's (fresh SQLite file, fre
 ensure_pg
 ensure_db
 ensure_node_modules
+# The peer's data set gets the same maintenance after its load as coursegraph's (`seed --bench`
+# runs VACUUM ANALYZE): this machine kind's PostgreSQL may run with autovacuum off.
+psql_su "-d peerbench -c 'VACUUM (ANALYZE)'"
 rm -f "$CG_SQLITE" "$CG_SQLITE-wal" "$CG_SQLITE-shm"
 COURSEGRAPH_DATABASE_URL="sqlite://$CG_SQLITE?mode=rwc" COURSEGRAPH_JWT_SECRET="$BENCH_SECRET" "$CG_BIN" seed --bench >&2
 psql_su "-c 'DROP DATABASE IF EXISTS coursegraph_bench' -c 'CREATE DATABASE coursegraph_bench'"
