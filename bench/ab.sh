@@ -16,31 +16,30 @@ BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-8}
 BODY=${BODY:-$BENCH/workloads/w1_first20.json}
-SECRET=coursegraph-bench-secret-0123456789abcdef
 PORT=8039
+[ -f "$BENCH/target/peers/lib.sh" ] || { echo "run bench/run.sh once first" >&2; exit 1; }
+# shellcheck source=/dev/null
+source "$BENCH/target/peers/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 case "${DB:-sqlite}" in
   sqlite) URL="sqlite://$BENCH/target/bench.db"; [ -f "$BENCH/target/bench.db" ] || { echo "run bench/run.sh once first" >&2; exit 1; } ;;
   postgres) URL="postgres://postgres@127.0.0.1:5432/coursegraph_bench?sslmode=disable" ;;
   *) echo "DB is sqlite or postgres" >&2; exit 2 ;;
 esac
-PG_PIDS=()
-if [ "${DB:-sqlite}" = postgres ]; then
-  pm=$(head -1 /var/lib/postgresql/15/main/postmaster.pid)
-  PG_PIDS=("$pm" $(ps -o pid= --ppid "$pm"))
-  for p in "${PG_PIDS[@]}"; do taskset -acp 1 "$p" >/dev/null; done
-fi
 PID=""
 cleanup() {
   [ -z "$PID" ] || { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; }
-  for p in "${PG_PIDS[@]}"; do taskset -acp 0-1 "$p" >/dev/null 2>&1 || true; done
+  [ "${DB:-sqlite}" != postgres ] || pin_pg 0-1
 }
 trap cleanup EXIT
+[ "${DB:-sqlite}" != postgres ] || pin_pg 1
 
-TOKEN=$(COURSEGRAPH_JWT_SECRET="$SECRET" "$1" token --sub 'auth0|user-0103' --org tenant-03 --ttl 12h)
+TOKEN=$(w1_token "$1")
 LEN=""
 for round in $(seq "$ROUNDS"); do
   for bin in "$@"; do
-    COURSEGRAPH_DATABASE_URL="$URL" COURSEGRAPH_JWT_SECRET="$SECRET" COURSEGRAPH_LISTEN="127.0.0.1:$PORT" RUST_LOG=warn \
+    COURSEGRAPH_DATABASE_URL="$URL" COURSEGRAPH_JWT_SECRET="$BENCH_SECRET" COURSEGRAPH_LISTEN="127.0.0.1:$PORT" RUST_LOG=warn \
       taskset -c 1 "$bin" serve > "$BENCH/target/ab_server.log" 2>&1 &
     PID=$!
     for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done

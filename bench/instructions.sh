@@ -14,7 +14,8 @@ set -euo pipefail
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [ $# -ge 1 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
-SECRET=coursegraph-bench-secret-0123456789abcdef
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 OUT="$BENCH/target/callgrind"
 mkdir -p "$OUT"
 VG=""
@@ -50,8 +51,8 @@ if [ "$1" = --ceiling ]; then
 fi
 [ -f "$BENCH/target/bench.db" ] || { echo "run bench/run.sh once first (it loads bench/target/bench.db)" >&2; exit 1; }
 for bin in "$@"; do
-  token=$(COURSEGRAPH_JWT_SECRET="$SECRET" "$bin" token --sub 'auth0|user-0103' --org tenant-03 --ttl 12h)
-  COURSEGRAPH_DATABASE_URL="sqlite://$BENCH/target/bench.db" COURSEGRAPH_JWT_SECRET="$SECRET" \
+  token=$(w1_token "$bin")
+  COURSEGRAPH_DATABASE_URL="sqlite://$BENCH/target/bench.db" COURSEGRAPH_JWT_SECRET="$BENCH_SECRET" \
     COURSEGRAPH_LISTEN=127.0.0.1:8038 RUST_LOG=warn \
     measure "$(basename "$(dirname "$(dirname "$bin")")")-$(basename "$bin")" http://127.0.0.1:8038/graphql \
     "$BENCH/workloads/w1_first20.json" "$token" "$bin" serve

@@ -1,7 +1,15 @@
-# bench/lib.sh — helpers for bench/run.sh (source it; bash only). Builds on the peer's
-# lib.sh (pinning, CPU accounting, PostgreSQL process list), which run.sh sources first.
-# Pinning: the load generator on CPU 0; the server under test and every PostgreSQL
-# process on CPU 1.
+# bench/lib.sh — helpers for bench/run.sh, ab.sh and instructions.sh (source it; bash only).
+# Builds on the peer's lib.sh (pinning, CPU accounting, PostgreSQL process list), which the
+# scripts source first. Pinning: the load generator on CPU 0; the server under test and
+# every PostgreSQL process on CPU 1.
+
+# The HS256 secret every benchmark server verifies with.
+BENCH_SECRET=coursegraph-bench-secret-0123456789abcdef
+
+# w1_token BINARY -> a token of W1's viewer, member #103 of organization #3.
+w1_token() {
+  env -u COURSEGRAPH_DB_ROLE COURSEGRAPH_JWT_SECRET="$BENCH_SECRET" "$1" token --sub 'auth0|user-0103' --org tenant-03 --ttl 12h
+}
 
 # coursegraph_statements PORT -> the server's SQL statement counter (from /metrics).
 coursegraph_statements() {

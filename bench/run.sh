@@ -19,7 +19,6 @@ PEERS_SRC="${PEERS_DIR:-$ROOT/../shared/peers}"
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 OUT=${OUT:-$BENCH/target/results/$(date +%Y%m%d-%H%M%S)}
-BENCH_SECRET=coursegraph-bench-secret-0123456789abcdef
 CG_BIN="$ROOT/target/release/coursegraph"
 DRIVER="$BENCH/target/release/cg-bench-driver"
 CG_PG_URL="postgres://postgres@127.0.0.1:5432/coursegraph_bench?sslmode=disable"
@@ -106,7 +105,7 @@ bench_coursegraph() {
   start_coursegraph "$sys" "$url" "$port"
   [ "${QUICK:-}" != rls ] || { bench_rls_only "$sys" "$port"; return; }
   local gql="http://127.0.0.1:$port/graphql"
-  token=$(COURSEGRAPH_JWT_SECRET="$BENCH_SECRET" "$CG_BIN" token --sub 'auth0|user-0103' --org tenant-03 --ttl 12h)
+  token=$(w1_token "$CG_BIN")
   lens=$(python3 "$BENCH/check.py" "$gql" "$token" "$BENCH/workloads" pg:peerbench 2> "$OUT/${sys}_check.txt") \
     || { cat "$OUT/${sys}_check.txt" >&2; exit 1; }
   cat "$OUT/${sys}_check.txt" >&2
@@ -147,7 +146,7 @@ bench_coursegraph() {
 bench_rls_only() {
   local sys=$1 port=$2 token lens
   local gql="http://127.0.0.1:$port/graphql"
-  token=$(env -u COURSEGRAPH_DB_ROLE COURSEGRAPH_JWT_SECRET="$BENCH_SECRET" "$CG_BIN" token --sub 'auth0|user-0103' --org tenant-03 --ttl 12h)
+  token=$(w1_token "$CG_BIN")
   lens=$(python3 "$BENCH/check.py" "$gql" "$token" "$BENCH/workloads" pg:peerbench 2> "$OUT/${sys}_check.txt") \
     || { cat "$OUT/${sys}_check.txt" >&2; exit 1; }
   len() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$lens" "$1"; }
