@@ -30,6 +30,8 @@ pub struct AppState {
     pub schema: AppSchema,
     pub verifier: Verifier,
     pub provisioner: Provisioner,
+    /// Rate-limited audit records (ACCESS_DENIED, PLATFORM_ADMIN_ACCESS).
+    pub audit: Arc<crate::audit::RateLimited>,
     pub metrics: Metrics,
     pub apq: ApqStore,
     pub preflight: Preflight,
@@ -105,6 +107,7 @@ impl App {
             introspection: config.introspection,
             suggestions: !config.is_production(),
             limits: config.limits.clone(),
+            settings: crate::graphql::schema::Settings { invitations: config.invitations },
         });
         // On PostgreSQL the cache serves only while this replica hears the others' changes.
         let postgres = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
@@ -113,13 +116,18 @@ impl App {
             tokio::spawn(crate::auth::cache::listen(cache.clone(), config.database_url.clone()));
         }
         let write_lock = db::WriteLock::for_backend(conn.get_database_backend());
+        let audit = Arc::new(crate::audit::RateLimited::new(conn.clone(), write_lock.clone()));
         let provisioner = Provisioner::new(
             conn.clone(),
-            config.auth.role_source,
-            config.auth.default_role,
+            crate::auth::provision::ProvisionerSettings {
+                role_source: config.auth.role_source,
+                default_role: config.auth.default_role,
+                invitations: config.invitations,
+            },
             metrics.clone(),
             cache,
             write_lock.clone(),
+            audit.clone(),
         );
         let db_role = config.db_role.as_deref().map(Arc::from);
         let apq = ApqStore::new(config.apq_cache_size);
@@ -135,6 +143,7 @@ impl App {
                 schema,
                 verifier,
                 provisioner,
+                audit,
                 metrics,
                 apq,
                 preflight,

@@ -146,6 +146,17 @@ pub struct ConfigArgs {
     #[arg(long, env = "COURSEGRAPH_APQ_CACHE_SIZE", global = true, default_value_t = 1000)]
     pub apq_cache_size: usize,
 
+    /// How long an invitation can be accepted (`inviteMember`).
+    #[arg(long, env = "COURSEGRAPH_INVITATION_TTL", global = true, default_value = "7d")]
+    pub invitation_ttl: HumanDuration,
+
+    /// Accept the pending invitations addressed to a verified email on that person's next
+    /// authenticated request (in the provisioning transaction). `false`: only explicitly,
+    /// with `acceptInvitation`.
+    #[arg(long, env = "COURSEGRAPH_INVITATION_AUTO_ACCEPT", global = true, default_value = "true",
+          value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub invitation_auto_accept: bool,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -351,6 +362,20 @@ pub struct Config {
     pub cors: Option<CorsConfig>,
     pub apq_cache_size: usize,
     pub context_cache_ttl: Duration,
+    pub invitations: InvitationConfig,
+}
+
+/// The membership lifecycle's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct InvitationConfig {
+    pub ttl: Duration,
+    pub auto_accept: bool,
+}
+
+impl Default for InvitationConfig {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(7 * 86_400), auto_accept: true }
+    }
 }
 
 impl Config {
@@ -453,6 +478,9 @@ impl Config {
                 ));
             }
         }
+        if args.invitation_ttl.0.is_zero() {
+            return Err(ConfigError("COURSEGRAPH_INVITATION_TTL must be longer than 0s (e.g. 7d)".into()));
+        }
         if db_max_connections == 0 {
             return Err(ConfigError("COURSEGRAPH_DB_MAX_CONNECTIONS must be at least 1".into()));
         }
@@ -497,6 +525,7 @@ impl Config {
             cors,
             apq_cache_size: args.apq_cache_size,
             context_cache_ttl: args.context_cache_ttl.0,
+            invitations: InvitationConfig { ttl: args.invitation_ttl.0, auto_accept: args.invitation_auto_accept },
             database_url,
             listen,
             auto_migrate: args.auto_migrate,
@@ -558,6 +587,7 @@ impl Config {
             cors: None,
             apq_cache_size: 1000,
             context_cache_ttl: Duration::from_secs(5),
+            invitations: InvitationConfig::default(),
         }
     }
 

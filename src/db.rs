@@ -255,6 +255,10 @@ pub struct Tenancy {
     /// The organizations of the viewer's active memberships.
     pub org_ids: Vec<Uuid>,
     pub platform_admin: bool,
+    /// The token's email (lower-cased), whose invitations the viewer may see, and accept
+    /// when it is verified.
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
 
 impl Tenancy {
@@ -265,6 +269,8 @@ impl Tenancy {
                 user_id: Some(v.user.id),
                 org_ids: v.active_memberships().map(|m| m.organization_id).collect(),
                 platform_admin: v.platform_admin,
+                email: v.email.as_ref().map(|e| e.address.clone()),
+                email_verified: v.email.as_ref().is_some_and(|e| e.verified),
             },
         }
     }
@@ -274,12 +280,15 @@ impl Tenancy {
         Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT set_config('role', $1, true), set_config('app.user_id', $2, true), \
-             set_config('app.org_ids', $3, true), set_config('app.platform_admin', $4, true)",
+             set_config('app.org_ids', $3, true), set_config('app.platform_admin', $4, true), \
+             set_config('app.email', $5, true), set_config('app.email_verified', $6, true)",
             [
                 role.into(),
                 self.user_id.map(|u| u.to_string()).unwrap_or_default().into(),
                 orgs.into(),
                 if self.platform_admin { "on" } else { "off" }.into(),
+                self.email.clone().unwrap_or_default().into(),
+                if self.email_verified { "on" } else { "off" }.into(),
             ],
         )
     }

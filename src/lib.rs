@@ -1,6 +1,7 @@
 //! coursegraph: a multi-tenant GraphQL API server with field-level access control.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bench_data;
@@ -10,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod invitations;
 pub mod metrics;
 pub mod rows;
 pub mod seed;

@@ -72,3 +72,76 @@ impl Difficulty {
         })
     }
 }
+
+/// An invitation's stored state (`invitations.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum InvitationStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "accepted")]
+    Accepted,
+    #[sea_orm(string_value = "revoked")]
+    Revoked,
+    #[sea_orm(string_value = "expired")]
+    Expired,
+}
+
+impl InvitationStatus {
+    /// The stored spelling, for raw SQL and CHECK constraints.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// What an audit event records (`audit_events.action`), stored in the GraphQL spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum AuditAction {
+    #[sea_orm(string_value = "MEMBERSHIP_PROVISIONED")]
+    MembershipProvisioned,
+    #[sea_orm(string_value = "MEMBER_ADDED")]
+    MemberAdded,
+    #[sea_orm(string_value = "MEMBER_ROLE_CHANGED")]
+    MemberRoleChanged,
+    #[sea_orm(string_value = "MEMBER_REMOVED")]
+    MemberRemoved,
+    #[sea_orm(string_value = "INVITATION_CREATED")]
+    InvitationCreated,
+    #[sea_orm(string_value = "INVITATION_ACCEPTED")]
+    InvitationAccepted,
+    #[sea_orm(string_value = "INVITATION_REVOKED")]
+    InvitationRevoked,
+    #[sea_orm(string_value = "ORGANIZATION_UPDATED")]
+    OrganizationUpdated,
+    #[sea_orm(string_value = "COURSE_DELETED")]
+    CourseDeleted,
+    #[sea_orm(string_value = "ACCESS_DENIED")]
+    AccessDenied,
+    #[sea_orm(string_value = "PLATFORM_ADMIN_ACCESS")]
+    PlatformAdminAccess,
+}
+
+impl AuditAction {
+    /// The stored (and GraphQL) spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MembershipProvisioned => "MEMBERSHIP_PROVISIONED",
+            Self::MemberAdded => "MEMBER_ADDED",
+            Self::MemberRoleChanged => "MEMBER_ROLE_CHANGED",
+            Self::MemberRemoved => "MEMBER_REMOVED",
+            Self::InvitationCreated => "INVITATION_CREATED",
+            Self::InvitationAccepted => "INVITATION_ACCEPTED",
+            Self::InvitationRevoked => "INVITATION_REVOKED",
+            Self::OrganizationUpdated => "ORGANIZATION_UPDATED",
+            Self::CourseDeleted => "COURSE_DELETED",
+            Self::AccessDenied => "ACCESS_DENIED",
+            Self::PlatformAdminAccess => "PLATFORM_ADMIN_ACCESS",
+        }
+    }
+}

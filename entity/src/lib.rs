@@ -3,18 +3,22 @@
 //! These are storage types only: the GraphQL layer maps them to its own API types
 //! so that a column added here never leaks into the schema by accident.
 
+pub mod audit_event;
 pub mod course;
 pub mod enums;
+pub mod invitation;
 pub mod membership;
 pub mod organization;
 pub mod track;
 pub mod user;
 
-pub use enums::{Difficulty, MembershipRole};
+pub use enums::{AuditAction, Difficulty, InvitationStatus, MembershipRole};
 
 /// `use entity::prelude::*` brings every entity in under a short name.
 pub mod prelude {
+    pub use super::audit_event::Entity as AuditEvent;
     pub use super::course::Entity as Course;
+    pub use super::invitation::Entity as Invitation;
     pub use super::membership::Entity as Membership;
     pub use super::organization::Entity as Organization;
     pub use super::track::Entity as Track;

@@ -8,6 +8,9 @@ mod m20250101_000003_create_memberships;
 mod m20250101_000004_create_courses;
 mod m20250101_000005_create_tracks;
 mod m20250101_000006_row_level_security;
+mod m20250201_000007_create_invitations;
+mod m20250201_000008_create_audit_events;
+mod m20250201_000009_rls_invitations_audit;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -22,6 +25,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000004_create_courses::Migration),
             Box::new(m20250101_000005_create_tracks::Migration),
             Box::new(m20250101_000006_row_level_security::Migration),
+            Box::new(m20250201_000007_create_invitations::Migration),
+            Box::new(m20250201_000008_create_audit_events::Migration),
+            Box::new(m20250201_000009_rls_invitations_audit::Migration),
         ]
     }
 }
@@ -97,4 +103,36 @@ pub(crate) enum Tracks {
     Position,
     CreatedAt,
     UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum Invitations {
+    Table,
+    Id,
+    OrganizationId,
+    Email,
+    EmailNormalized,
+    Role,
+    Status,
+    InvitedBy,
+    AcceptedBy,
+    CreatedAt,
+    ExpiresAt,
+    AcceptedAt,
+    RevokedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum AuditEvents {
+    Table,
+    Id,
+    OrganizationId,
+    At,
+    Action,
+    ActorId,
+    TargetType,
+    TargetId,
+    Details,
+    DedupKey,
 }

@@ -32,6 +32,9 @@ const CAPACITY: usize = 100_000;
 pub struct Found {
     pub user: UserRecord,
     pub memberships: Vec<MembershipRecord>,
+    /// Invitations to the identity's verified email wait to be accepted (provisioning
+    /// accepts them, so the warm path must not serve this entry as is).
+    pub pending_invitations: bool,
 }
 
 /// Something that changes what a viewer is.
@@ -242,6 +245,7 @@ mod tests {
                     }),
                 })
                 .collect(),
+            pending_invitations: false,
         })
     }
 

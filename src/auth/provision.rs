@@ -7,7 +7,7 @@
 //! from any number of server processes, converge on exactly one row each.
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{membership, organization, user};
+use entity::{AuditAction, InvitationStatus, invitation, membership, organization, user};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, QueryResult,
     sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Query},
@@ -20,11 +20,12 @@ use super::{
     Identity,
     cache::{Change, ContextCache, Found},
     claims::OrgClaim,
-    viewer::{MembershipRecord, UserRecord, Viewer},
+    viewer::{EmailClaim, MembershipRecord, UserRecord, Viewer},
 };
 use crate::{
+    audit,
     authz::{AccessReason, Action, Decision, Role, policy},
-    config::RoleSource,
+    config::{InvitationConfig, RoleSource},
     db::WriteLock,
     error::{AppError, AppResult},
     metrics::Metrics,
@@ -42,18 +43,36 @@ pub struct Provisioner {
     metrics: Metrics,
     cache: Arc<ContextCache>,
     write_lock: WriteLock,
+    invitations: InvitationConfig,
+    audit: Arc<audit::RateLimited>,
+}
+
+/// How the provisioner is set up (all from the configuration).
+pub struct ProvisionerSettings {
+    pub role_source: RoleSource,
+    pub default_role: Role,
+    pub invitations: InvitationConfig,
 }
 
 impl Provisioner {
     pub fn new(
         conn: DatabaseConnection,
-        role_source: RoleSource,
-        default_role: Role,
+        settings: ProvisionerSettings,
         metrics: Metrics,
         cache: Arc<ContextCache>,
         write_lock: WriteLock,
+        audit: Arc<audit::RateLimited>,
     ) -> Self {
-        Self { conn, role_source, default_role, metrics, cache, write_lock }
+        let ProvisionerSettings { role_source, default_role, invitations } = settings;
+        Self { conn, role_source, default_role, metrics, cache, write_lock, invitations, audit }
+    }
+
+    /// The verified address whose pending invitations provisioning accepts, if it does.
+    fn auto_accept_email(&self, identity: &Identity) -> Option<String> {
+        if !self.invitations.auto_accept || !identity.email_verified {
+            return None;
+        }
+        EmailClaim::from_identity(identity.email.as_deref(), true).map(|e| e.address)
     }
 
     pub fn cache(&self) -> &Arc<ContextCache> {
@@ -65,9 +84,10 @@ impl Provisioner {
     pub async fn viewer(&self, identity: &Identity, active_header: Option<&str>) -> AppResult<Viewer> {
         let now = Utc::now();
         let cached = self.cache.get(&identity.issuer, &identity.subject);
+        let invited = self.auto_accept_email(identity);
         let found = match &cached {
             Some(f) => Some(f.as_ref().clone()),
-            None => load(&self.conn, Key::Identity(identity)).await?,
+            None => load(&self.conn, Key::Identity(identity), invited.as_deref()).await?,
         };
         let found = match found {
             Some(mut f) if !self.needs_transaction(identity, &f) => {
@@ -78,8 +98,8 @@ impl Provisioner {
                 f
             }
             _ => {
-                self.provision(identity, now).await?;
-                let f = load(&self.conn, Key::Identity(identity))
+                self.provision(identity, invited.as_deref(), now).await?;
+                let f = load(&self.conn, Key::Identity(identity), invited.as_deref())
                     .await?
                     .ok_or_else(|| AppError::internal("provisioned user vanished"))?;
                 self.cache.put(&identity.issuer, &identity.subject, Arc::new(f.clone()));
@@ -91,6 +111,7 @@ impl Provisioner {
             memberships: found.memberships,
             active_organization: None,
             platform_admin: identity.platform_admin,
+            email: EmailClaim::from_identity(identity.email.as_deref(), identity.email_verified),
         };
         viewer.active_organization = self.active_organization(&viewer, identity, active_header).await?;
         if viewer.platform_admin {
@@ -102,6 +123,9 @@ impl Provisioner {
 
     /// Whether the warm path cannot serve this identity without creating or changing rows.
     fn needs_transaction(&self, identity: &Identity, f: &Found) -> bool {
+        if f.pending_invitations {
+            return true;
+        }
         let Some(org) = &identity.organization else { return false };
         match f.memberships.iter().find(|m| m.organization_external_id.as_deref() == Some(&org.external_id)) {
             None => true,
@@ -143,8 +167,9 @@ impl Provisioner {
         Ok(true)
     }
 
-    /// Creates the user, organization and membership that are missing — all or nothing.
-    async fn provision(&self, identity: &Identity, now: DateTime<Utc>) -> AppResult<()> {
+    /// Creates the user, organization and membership that are missing, and accepts the
+    /// pending invitations addressed to `invited` (the verified email) — all or nothing.
+    async fn provision(&self, identity: &Identity, invited: Option<&str>, now: DateTime<Utc>) -> AppResult<()> {
         let txn = crate::db::begin_write_queued(&self.conn, &self.write_lock).await?;
 
         // 1. The user.
@@ -223,6 +248,16 @@ impl Provisioner {
             }
         }
 
+        // Invitations first: an invited role wins over the token's for the same organization,
+        // and an invitation brings a removed member back, which a token never does.
+        if let Some(email) = invited {
+            for inv in crate::invitations::pending_for(&txn, email, now).await? {
+                if crate::invitations::accept(&txn, &inv, user_id, now, "provisioning").await?.is_some() {
+                    self.metrics.provisioned("membership");
+                }
+            }
+        }
+
         // 2. The organization and 3. the membership, when the token names an organization.
         if let Some(org) = &identity.organization {
             let org_id = self.get_or_create_org(&txn, org, now).await?;
@@ -255,6 +290,13 @@ impl Provisioner {
                 .to_owned();
             if txn.execute(&insert).await?.rows_affected() == 1 {
                 self.metrics.provisioned("membership");
+                audit::record(
+                    &txn,
+                    audit::Event::new(AuditAction::MembershipProvisioned, Some(org_id), Some(user_id))
+                        .target("user", user_id)
+                        .details(serde_json::json!({ "role": role.as_str(), "source": "token" })),
+                )
+                .await?;
                 tracing::info!(target: "audit", event = "membership.created", user_id = %user_id,
                     organization_id = %org_id, role = role.as_str(), source = "token", "provisioned membership");
             } else if self.role_source == RoleSource::Token
@@ -358,6 +400,10 @@ impl Provisioner {
                     Some(id) => {
                         tracing::info!(target: "audit", event = "platform_admin.act_as", user_id = %viewer.user.id,
                             organization_id = %id, "platform admin selected an organization they are not a member of");
+                        let event = audit::Event::new(AuditAction::PlatformAdminAccess, Some(id), Some(viewer.user.id))
+                            .target("organization", id)
+                            .details(serde_json::json!({ "via": "X-Organization-Id" }));
+                        self.audit.record(format!("platform_admin:act_as:{id}"), event).await;
                         Ok(Some(id))
                     }
                     None => Err(header_denied(AccessReason::NotAMember, None, None)),
@@ -402,7 +448,9 @@ enum Key<'a> {
 }
 
 /// The single warm-path statement: the user with every membership and its organization.
-async fn load(db: &impl ConnectionTrait, key: Key<'_>) -> AppResult<Option<Found>> {
+/// With `invited` (a verified email provisioning would accept invitations for), it also
+/// says whether any are pending — in the same statement.
+async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Option<&str>) -> AppResult<Option<Found>> {
     let (u, m, o) = (Alias::new("u"), Alias::new("m"), Alias::new("o"));
     let stmt = Query::select()
         .exprs([
@@ -440,6 +488,16 @@ async fn load(db: &impl ConnectionTrait, key: Key<'_>) -> AppResult<Option<Found
         )
         .to_owned();
     let mut stmt = stmt;
+    if let Some(email) = invited {
+        let pending = Query::select()
+            .expr(Expr::val(1))
+            .from(invitation::Entity)
+            .and_where(Expr::col(invitation::Column::EmailNormalized).eq(email))
+            .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.as_str()))
+            .and_where(Expr::col(invitation::Column::ExpiresAt).gt(Utc::now()))
+            .to_owned();
+        stmt.expr_as(Expr::exists(pending), Alias::new("pending_invitations"));
+    }
     match key {
         Key::Identity(identity) => stmt
             .and_where(Expr::col((u.clone(), user::Column::Issuer)).eq(identity.issuer.as_str()))
@@ -457,24 +515,26 @@ async fn load(db: &impl ConnectionTrait, key: Key<'_>) -> AppResult<Option<Found
         last_login_at: first.try_get("", "last_login_at")?,
         created_at: first.try_get("", "created_at")?,
     };
+    let pending_invitations = invited.is_some() && first.try_get::<bool>("", "pending_invitations")?;
     let mut memberships = Vec::with_capacity(rows.len());
     for r in &rows {
         if let Some(m) = membership_from_row(r)? {
             memberships.push(m);
         }
     }
-    Ok(Some(Found { user, memberships }))
+    Ok(Some(Found { user, memberships, pending_invitations }))
 }
 
 /// The viewer again, after a mutation changed their memberships: same user, fresh
 /// memberships; the active organization stays if it is still active.
 pub async fn reload_viewer(db: &impl ConnectionTrait, v: &Viewer) -> AppResult<Viewer> {
-    let found = load(db, Key::UserId(v.user.id)).await?.ok_or(AppError::not_found("user"))?;
+    let found = load(db, Key::UserId(v.user.id), None).await?.ok_or(AppError::not_found("user"))?;
     let mut next = Viewer {
         user: found.user,
         memberships: found.memberships,
         active_organization: None,
         platform_admin: v.platform_admin,
+        email: v.email.clone(),
     };
     next.active_organization =
         v.active_organization.filter(|o| v.platform_admin || next.membership(*o).is_some_and(|m| m.is_active));

@@ -37,6 +37,22 @@ pub struct MembershipRecord {
     pub organization: Arc<entity::organization::Model>,
 }
 
+/// The email the request's token carries (not the stored one): what invitations are
+/// matched against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailClaim {
+    /// Trimmed and lower-cased.
+    pub address: String,
+    pub verified: bool,
+}
+
+impl EmailClaim {
+    pub fn from_identity(email: Option<&str>, verified: bool) -> Option<Self> {
+        let address = email.map(str::trim).filter(|e| !e.is_empty())?.to_lowercase();
+        Some(Self { address, verified })
+    }
+}
+
 /// The signed-in user as the policy sees them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Viewer {
@@ -45,6 +61,8 @@ pub struct Viewer {
     pub memberships: Vec<MembershipRecord>,
     pub active_organization: Option<Uuid>,
     pub platform_admin: bool,
+    /// The token's email, if it has one.
+    pub email: Option<EmailClaim>,
 }
 
 impl Viewer {
@@ -59,6 +77,11 @@ impl Viewer {
     /// The role in the active organization (ADMIN for a platform admin).
     pub fn active_role(&self) -> Option<Role> {
         self.active_organization.and_then(|o| self.effective_role(o))
+    }
+
+    /// The token's email when it is verified: the address invitations are delivered to.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_ref().filter(|e| e.verified).map(|e| e.address.as_str())
     }
 }
 

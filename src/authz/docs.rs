@@ -11,7 +11,9 @@ use super::{
 /// What a role gets for an action, as the matrix cell shows it.
 fn cell(action: Action, role: Role) -> &'static str {
     let r = policy::rule(action);
-    if role >= r.min_role {
+    if action.target() == policy::Target::Invitation {
+        "invitee"
+    } else if role >= r.min_role {
         "yes"
     } else if r.owner_min_role.is_some_and(|m| role >= m) {
         "own"
@@ -35,7 +37,8 @@ pub fn permissions_markdown() -> String {
     let _ = writeln!(
         s,
         "Roles in the resource's organization, highest first. `own`: only when the viewer is the\n\
-         course's instructor. `self`: only for the viewer's own user. Nothing of another\n\
+         course's instructor. `self`: only for the viewer's own user. `invitee`: only the person an\n\
+         invitation is addressed to, with a verified email (any role, or none). Nothing of another\n\
          organization is ever readable or writable; a platform admin acts as ADMIN everywhere\n\
          (`GRANTED_AS_PLATFORM_ADMIN`, audited).\n"
     );

@@ -1,5 +1,13 @@
 //! Thin adapters between resolvers and the policy: ask, audit, and turn a refusal
 //! into the FORBIDDEN error that explains it.
+//!
+//! Grants of platform-admin power are also noted for the request's audit record: the
+//! HTTP layer runs each operation inside [`noting_grants`], and [`require`] adds to it —
+//! a task-local rather than a parameter, so the many call sites stay `require(viewer, …)`.
+
+use std::cell::RefCell;
+
+use uuid::Uuid;
 
 use crate::{
     auth::Viewer,
@@ -15,6 +23,12 @@ pub fn require(viewer: &Viewer, action: Action, resource: &Resource) -> AppResul
         if d.reason == AccessReason::GrantedAsPlatformAdmin {
             tracing::info!(target: "audit", event = "platform_admin.granted", user_id = %viewer.user.id,
                 action = d.action.as_str(), organization_id = ?d.organization_id, policy = d.policy);
+            let _ = GRANTS.try_with(|g| {
+                let mut g = g.borrow_mut();
+                if !g.contains(&(d.action, d.organization_id)) {
+                    g.push((d.action, d.organization_id));
+                }
+            });
         }
         Ok(d)
     } else {
@@ -23,4 +37,19 @@ pub fn require(viewer: &Viewer, action: Action, resource: &Resource) -> AppResul
             organization_id = ?d.organization_id, viewer_role = ?d.viewer_role.map(|r| r.as_str()));
         Err(AppError::forbidden(d))
     }
+}
+
+tokio::task_local! {
+    static GRANTS: RefCell<Vec<(Action, Option<Uuid>)>>;
+}
+
+/// Runs `f`, returning what it answered and the distinct (action, organization) pairs
+/// granted to a platform admin while it ran.
+pub async fn noting_grants<F: std::future::Future>(f: F) -> (F::Output, Vec<(Action, Option<Uuid>)>) {
+    GRANTS
+        .scope(RefCell::new(Vec::new()), async move {
+            let out = f.await;
+            (out, GRANTS.with(|g| std::mem::take(&mut *g.borrow_mut())))
+        })
+        .await
 }

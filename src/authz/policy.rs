@@ -24,10 +24,12 @@ pub enum Action {
     DeleteCourse,
     ManageTracks,
     ReadUserPrivate,
+    ReadAuditLog,
+    AcceptInvitation,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 15] = [
         Action::ReadOrganization,
         Action::ReadOrganizationSettings,
         Action::UpdateOrganization,
@@ -41,6 +43,8 @@ impl Action {
         Action::DeleteCourse,
         Action::ManageTracks,
         Action::ReadUserPrivate,
+        Action::ReadAuditLog,
+        Action::AcceptInvitation,
     ];
 
     /// The GraphQL spelling.
@@ -59,6 +63,8 @@ impl Action {
             Action::DeleteCourse => "DELETE_COURSE",
             Action::ManageTracks => "MANAGE_TRACKS",
             Action::ReadUserPrivate => "READ_USER_PRIVATE",
+            Action::ReadAuditLog => "READ_AUDIT_LOG",
+            Action::AcceptInvitation => "ACCEPT_INVITATION",
         }
     }
 
@@ -70,7 +76,8 @@ impl Action {
             | Action::UpdateOrganization
             | Action::ReadMembers
             | Action::ManageMembers
-            | Action::CreateCourse => Target::Organization,
+            | Action::CreateCourse
+            | Action::ReadAuditLog => Target::Organization,
             Action::ReadCourse
             | Action::ReadDraftCourse
             | Action::ReadCourseMetadata
@@ -78,6 +85,7 @@ impl Action {
             | Action::DeleteCourse
             | Action::ManageTracks => Target::Course,
             Action::ReadUserPrivate => Target::User,
+            Action::AcceptInvitation => Target::Invitation,
         }
     }
 }
@@ -88,6 +96,7 @@ pub enum Target {
     Organization,
     Course,
     User,
+    Invitation,
 }
 
 /// Why access was granted or refused.
@@ -103,6 +112,8 @@ pub enum AccessReason {
     NotOwner,
     NotSelf,
     NotFound,
+    /// An invitation addressed to the viewer's email, but the token's email is not verified.
+    EmailNotVerified,
 }
 
 impl AccessReason {
@@ -119,6 +130,7 @@ impl AccessReason {
             AccessReason::NotOwner => "NOT_OWNER",
             AccessReason::NotSelf => "NOT_SELF",
             AccessReason::NotFound => "NOT_FOUND",
+            AccessReason::EmailNotVerified => "EMAIL_NOT_VERIFIED",
         }
     }
 }
@@ -183,6 +195,10 @@ pub const fn rule(action: Action) -> Rule {
         Action::DeleteCourse => r("course.delete:admin", Admin, None, false),
         Action::ManageTracks => r("course.tracks.manage:admin_or_owner", Admin, Some(Instructor), false),
         Action::ReadUserPrivate => r("user.private:self_or_admin", Admin, None, true),
+        Action::ReadAuditLog => r("organization.audit_log.read:admin", Admin, None, false),
+        // Not a role's power: only the person the invitation is addressed to, with a
+        // verified email (see `decide`); `self_grants` marks it so in docs and visibility.
+        Action::AcceptInvitation => r("invitation.accept:invitee_verified_email", Viewer, None, true),
     }
 }
 
@@ -238,13 +254,23 @@ pub enum Resource {
         id: Uuid,
         organization_ids: Vec<Uuid>,
     },
+    /// An invitation: for ACCEPT_INVITATION, whether it is addressed to the subject's
+    /// email (from the token) and whether that email is verified; for any other action,
+    /// its organization is what is asked about.
+    Invitation {
+        organization_id: Uuid,
+        addressed_to_subject: bool,
+        email_verified: bool,
+    },
 }
 
 impl Resource {
     fn organization_id(&self) -> Option<Uuid> {
         match self {
             Resource::Organization { id } => Some(*id),
-            Resource::Course { organization_id, .. } => Some(*organization_id),
+            Resource::Course { organization_id, .. } | Resource::Invitation { organization_id, .. } => {
+                Some(*organization_id)
+            }
             Resource::User { .. } => None,
         }
     }
@@ -298,6 +324,30 @@ fn decide(subject: &impl Subject, action: Action, rule: Rule, resource: &Resourc
         policy: rule.name,
     };
 
+    if action == Action::AcceptInvitation {
+        // The invitee's own question: no role and no platform-admin power answers it.
+        let Resource::Invitation { organization_id, addressed_to_subject, email_verified } = *resource else {
+            return not_found(action);
+        };
+        let viewer_role = match subject.standing(organization_id) {
+            Some(Standing::Active(r) | Standing::Inactive(r)) => Some(r),
+            None => None,
+        };
+        let d = |allowed, reason| Decision {
+            allowed,
+            reason,
+            action,
+            required_roles: &[],
+            viewer_role,
+            organization_id: Some(organization_id),
+            policy: rule.name,
+        };
+        return match (addressed_to_subject, email_verified) {
+            (false, _) => not_found(action),
+            (true, false) => d(false, AccessReason::EmailNotVerified),
+            (true, true) => d(true, AccessReason::GrantedAsSelf),
+        };
+    }
     let (org, owner) = match resource {
         Resource::User { id, organization_ids } => {
             if rule.self_grants && *id == subject.user_id() {
@@ -317,7 +367,7 @@ fn decide(subject: &impl Subject, action: Action, rule: Rule, resource: &Resourc
             }
         }
         Resource::Course { instructor_id, .. } => (resource.organization_id(), *instructor_id),
-        Resource::Organization { .. } => (resource.organization_id(), None),
+        Resource::Organization { .. } | Resource::Invitation { .. } => (resource.organization_id(), None),
     };
 
     let by_membership = match org.and_then(|o| subject.standing(o)) {
@@ -438,12 +488,16 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Mutation", "updateTrack", Guarded(ManageTracks)),
         ("Mutation", "deleteTrack", Guarded(ManageTracks)),
         ("Mutation", "reorderTracks", Guarded(ManageTracks)),
+        ("Mutation", "inviteMember", Guarded(ManageMembers)),
+        ("Mutation", "revokeInvitation", Guarded(ManageMembers)),
+        ("Mutation", "acceptInvitation", Guarded(AcceptInvitation)),
         // Viewer: the signed-in user's own view.
         ("Viewer", "user", Authenticated),
         ("Viewer", "memberships", Authenticated),
         ("Viewer", "activeOrganization", Authenticated),
         ("Viewer", "activeRole", Authenticated),
         ("Viewer", "isPlatformAdmin", Authenticated),
+        ("Viewer", "invitations", Authenticated),
         // User: public profile to anyone who can reach the row; private fields guarded.
         ("User", "id", Parent),
         ("User", "name", Parent),
@@ -460,12 +514,15 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Organization", "storageBucket", Guarded(ReadOrganizationSettings)),
         ("Organization", "members", Guarded(ReadMembers)),
         ("Organization", "courses", Guarded(ReadCourse)),
+        ("Organization", "invitations", Guarded(ManageMembers)),
+        ("Organization", "auditLog", Guarded(ReadAuditLog)),
         ("Organization", "viewerCan", Parent),
         ("OrganizationPermissions", "update", Parent),
         ("OrganizationPermissions", "readSettings", Parent),
         ("OrganizationPermissions", "readMembers", Parent),
         ("OrganizationPermissions", "manageMembers", Parent),
         ("OrganizationPermissions", "createCourse", Parent),
+        ("OrganizationPermissions", "readAuditLog", Parent),
         // Membership: reachable through members (READ_MEMBERS) or the viewer's own.
         ("Membership", "id", Parent),
         ("Membership", "user", Parent),
@@ -519,6 +576,37 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Track", "position", Parent),
         ("Track", "createdAt", Parent),
         ("Track", "updatedAt", Parent),
+        // Invitation: reachable through Organization.invitations (MANAGE_MEMBERS) or, for
+        // the invitee, Viewer.invitations and the invitation mutations.
+        ("Invitation", "id", Parent),
+        ("Invitation", "organization", Parent),
+        ("Invitation", "email", Parent),
+        ("Invitation", "role", Parent),
+        ("Invitation", "status", Parent),
+        ("Invitation", "invitedBy", Parent),
+        ("Invitation", "createdAt", Parent),
+        ("Invitation", "expiresAt", Parent),
+        ("Invitation", "acceptedAt", Parent),
+        ("InvitationConnection", "edges", Parent),
+        ("InvitationConnection", "nodes", Parent),
+        ("InvitationConnection", "pageInfo", Parent),
+        ("InvitationConnection", "totalCount", Parent),
+        ("InvitationEdge", "cursor", Parent),
+        ("InvitationEdge", "node", Parent),
+        // AuditEvent: reachable only through Organization.auditLog (READ_AUDIT_LOG).
+        ("AuditEvent", "id", Parent),
+        ("AuditEvent", "at", Parent),
+        ("AuditEvent", "action", Parent),
+        ("AuditEvent", "actor", Parent),
+        ("AuditEvent", "targetType", Parent),
+        ("AuditEvent", "targetId", Parent),
+        ("AuditEvent", "details", Parent),
+        ("AuditEventConnection", "edges", Parent),
+        ("AuditEventConnection", "nodes", Parent),
+        ("AuditEventConnection", "pageInfo", Parent),
+        ("AuditEventConnection", "totalCount", Parent),
+        ("AuditEventEdge", "cursor", Parent),
+        ("AuditEventEdge", "node", Parent),
         // AccessDecision: the viewer's own question, answered.
         ("AccessDecision", "allowed", Authenticated),
         ("AccessDecision", "reason", Authenticated),
@@ -608,7 +696,9 @@ mod tests {
             ReadOrganizationSettings | UpdateOrganization | ManageMembers | DeleteCourse => role == Admin,
             ReadMembers | ReadDraftCourse | CreateCourse => matches!(role, Admin | Instructor),
             ReadCourseMetadata | UpdateCourse | ManageTracks => role == Admin,
-            ReadUserPrivate => role == Admin,
+            ReadUserPrivate | ReadAuditLog => role == Admin,
+            // Decided by the invitation, not the role (see its own test).
+            AcceptInvitation => true,
         }
     }
 
@@ -617,12 +707,20 @@ mod tests {
             Target::Organization => Resource::Organization { id: org(1) },
             Target::Course => course(owner, action != Action::ReadDraftCourse),
             Target::User => Resource::User { id: Uuid::from_u128(0xBBBB), organization_ids: vec![org(1)] },
+            Target::Invitation => {
+                Resource::Invitation { organization_id: org(1), addressed_to_subject: true, email_verified: true }
+            }
         }
+    }
+
+    /// The actions a role decides (ACCEPT_INVITATION is the invitee's alone).
+    fn role_actions() -> impl Iterator<Item = Action> {
+        Action::ALL.into_iter().filter(|a| *a != Action::AcceptInvitation)
     }
 
     #[test]
     fn matrix_matches_the_contract_for_every_action_and_role() {
-        for action in Action::ALL {
+        for action in role_actions() {
             for role in Role::ALL {
                 let s = subject(Some(Standing::Active(role)));
                 let d = check(&s, action, &resource_for(action, Some(Uuid::from_u128(0xCCCC))));
@@ -685,7 +783,7 @@ mod tests {
 
     #[test]
     fn strangers_and_removed_members_get_nothing() {
-        for action in Action::ALL {
+        for action in role_actions() {
             let d = check(&subject(None), action, &resource_for(action, None));
             assert!(!d.allowed);
             assert_eq!(d.reason, AccessReason::NotAMember, "{action:?}");
@@ -730,7 +828,7 @@ mod tests {
     #[test]
     fn platform_admin_is_admin_everywhere_and_says_so() {
         let s = S { id: Uuid::from_u128(9), platform_admin: true, ..Default::default() };
-        for action in Action::ALL {
+        for action in role_actions() {
             let d = check(&s, action, &resource_for(action, None));
             assert!(d.allowed);
             assert_eq!(d.reason, AccessReason::GrantedAsPlatformAdmin);
@@ -754,6 +852,34 @@ mod tests {
         read.sort();
         assert_eq!(read, vec![org(1), org(2)]);
         assert_eq!(scope(&s, Action::ReadDraftCourse), OrgScope::Only(vec![org(2)]));
+    }
+
+    #[test]
+    fn only_the_invitee_with_a_verified_email_accepts_an_invitation() {
+        let inv = |addressed, verified| Resource::Invitation {
+            organization_id: org(1),
+            addressed_to_subject: addressed,
+            email_verified: verified,
+        };
+        for subject in [
+            subject(None),
+            subject(Some(Standing::Inactive(Role::Member))),
+            S { platform_admin: true, ..Default::default() },
+        ] {
+            let d = check(&subject, Action::AcceptInvitation, &inv(true, true));
+            assert_eq!((d.allowed, d.reason), (true, AccessReason::GrantedAsSelf));
+            let d = check(&subject, Action::AcceptInvitation, &inv(true, false));
+            assert_eq!((d.allowed, d.reason), (false, AccessReason::EmailNotVerified));
+            assert_eq!(d.organization_id, Some(org(1)));
+            // Someone else's invitation looks missing, even to a platform admin.
+            let d = check(&subject, Action::AcceptInvitation, &inv(false, true));
+            assert_eq!((d.allowed, d.reason, d.organization_id), (false, AccessReason::NotFound, None));
+        }
+        // Any other action on an invitation is decided by its organization.
+        let admin = subject(Some(Standing::Active(Role::Admin)));
+        assert!(check(&admin, Action::ManageMembers, &inv(false, false)).allowed);
+        let member = subject(Some(Standing::Active(Role::Member)));
+        assert_eq!(check(&member, Action::ManageMembers, &inv(true, true)).reason, AccessReason::InsufficientRole);
     }
 
     #[test]

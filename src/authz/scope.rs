@@ -5,7 +5,7 @@ use super::{
     Action, Subject,
     policy::{self, OrgScope},
 };
-use entity::{course, membership, organization, track};
+use entity::{audit_event, course, invitation, membership, organization, track};
 use sea_orm::{
     ColumnTrait, Condition,
     sea_query::{Expr, ExprTrait},
@@ -48,4 +48,20 @@ pub fn tracks(s: &impl Subject) -> Condition {
 /// Memberships of organizations the subject belongs to (actively).
 pub fn memberships(s: &impl Subject) -> Condition {
     in_scope(membership::Column::OrganizationId, policy::scope(s, Action::ReadOrganization))
+}
+
+/// Invitations of the organizations where the subject manages members.
+pub fn invitations(s: &impl Subject) -> Condition {
+    in_scope(invitation::Column::OrganizationId, policy::scope(s, Action::ManageMembers))
+}
+
+/// Invitations of the organizations the subject actively belongs to (whether their role
+/// may act on them is the guard's question).
+pub fn invitations_of_members(s: &impl Subject) -> Condition {
+    in_scope(invitation::Column::OrganizationId, policy::scope(s, Action::ReadOrganization))
+}
+
+/// Audit events of the organizations whose log the subject may read.
+pub fn audit_events(s: &impl Subject) -> Condition {
+    in_scope(audit_event::Column::OrganizationId, policy::scope(s, Action::ReadAuditLog))
 }

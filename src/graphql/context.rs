@@ -97,6 +97,9 @@ pub trait ContextExt {
         Ok(&self.request()?.loaders)
     }
 
+    /// The server's settings (see [`super::schema::Settings`]).
+    fn settings(&self) -> AppResult<&super::schema::Settings>;
+
     /// Resolves a nullable field: an error becomes `null` plus the error at this field's
     /// own path, so siblings and the parent survive (async-graphql would otherwise drop
     /// the key, see async-graphql #1532).
@@ -107,6 +110,10 @@ impl ContextExt for Context<'_> {
     fn request(&self) -> AppResult<&RequestContext> {
         self.data::<RequestContext>()
             .map_err(|_| AppError::internal("request context missing from the GraphQL context"))
+    }
+
+    fn settings(&self) -> AppResult<&super::schema::Settings> {
+        self.data::<super::schema::Settings>().map_err(|_| AppError::internal("settings missing from the schema data"))
     }
 
     fn or_null<T>(&self, r: AppResult<Option<T>>) -> Option<T> {

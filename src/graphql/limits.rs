@@ -16,7 +16,9 @@ use std::{
 use async_graphql::{
     ErrorExtensionValues, Request, ServerError, ValidationResult,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation},
-    parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet},
+    parser::types::{
+        DocumentOperations, ExecutableDocument, FragmentDefinition, OperationType, Selection, SelectionSet,
+    },
 };
 use lru::LruCache;
 
@@ -56,12 +58,14 @@ impl Preflight {
         Self { limits, parsed: Mutex::new(LruCache::new(NonZeroUsize::new(1000).expect("non-zero"))) }
     }
 
-    /// Attaches the parsed document to `req`, or explains why it will not run.
-    pub fn check(&self, req: &mut Request) -> Result<(), ServerError> {
+    /// Attaches the parsed document to `req` and returns the type of the operation it will
+    /// run (none when the operation name matches nothing), or explains why it will not run.
+    pub fn check(&self, req: &mut Request) -> Result<Option<OperationType>, ServerError> {
         let hit = self.parsed.lock().unwrap_or_else(|e| e.into_inner()).get(&req.query).cloned();
         if let Some(doc) = hit {
+            let ty = operation_type(&doc, req.operation_name.as_deref());
             req.set_parsed_query(doc.as_ref().clone());
-            return Ok(());
+            return Ok(ty);
         }
         let l = &self.limits;
         let tokens = count_tokens(&req.query, l.max_tokens);
@@ -87,8 +91,19 @@ impl Preflight {
         if req.query.len() <= MAX_CACHED_QUERY {
             self.parsed.lock().unwrap_or_else(|e| e.into_inner()).put(req.query.clone(), Arc::new(doc.clone()));
         }
+        let ty = operation_type(&doc, req.operation_name.as_deref());
         req.set_parsed_query(doc);
-        Ok(())
+        Ok(ty)
+    }
+}
+
+/// The type of the operation `name` selects (the only one when there is no name).
+pub fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
+        (DocumentOperations::Multiple(_), None) => None,
     }
 }
 

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ID};
-use entity::{course, membership, organization, track};
+use entity::{course, invitation, membership, organization, track};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{context::ContextExt, types::parse_id};
 use crate::{
-    authz::{Action, Decision, Resource, Subject as _, guard, policy},
+    authz::{Action, Decision, Resource, Subject as _, guard, policy, scope},
     error::{AppError, AppResult},
 };
 
@@ -74,6 +75,42 @@ pub async fn membership(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResul
     Ok(m)
 }
 
+/// An invitation of one of the viewer's organizations, with `action` granted there
+/// (MANAGE_MEMBERS): NOT_FOUND when it is not one of theirs, FORBIDDEN when it is but
+/// their role does not manage members.
+pub async fn invitation(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<invitation::Model> {
+    let viewer = ctx.viewer()?;
+    let inv = invitation::Entity::find_by_id(id)
+        .filter(scope::invitations_of_members(viewer.as_ref()))
+        .one(ctx.db()?)
+        .await?
+        .ok_or(AppError::not_found("invitation"))?;
+    guard::require(viewer.as_ref(), action, &invitation_resource(&viewer, &inv))?;
+    Ok(inv)
+}
+
+/// An invitation addressed to the viewer's email (from the token), for ACCEPT_INVITATION.
+/// Anyone else's is missing to them.
+pub async fn invitation_for_invitee(ctx: &Context<'_>, id: Uuid) -> AppResult<invitation::Model> {
+    let viewer = ctx.viewer()?;
+    let Some(email) = viewer.email.as_ref() else { return Err(AppError::not_found("invitation")) };
+    invitation::Entity::find_by_id(id)
+        .filter(invitation::Column::EmailNormalized.eq(email.address.as_str()))
+        .one(ctx.db()?)
+        .await?
+        .ok_or(AppError::not_found("invitation"))
+}
+
+/// The policy's view of an invitation for this viewer.
+pub fn invitation_resource(viewer: &crate::auth::Viewer, inv: &invitation::Model) -> Resource {
+    let email = viewer.email.as_ref();
+    Resource::Invitation {
+        organization_id: inv.organization_id,
+        addressed_to_subject: email.is_some_and(|e| e.address == inv.email_normalized),
+        email_verified: email.is_some_and(|e| e.verified),
+    }
+}
+
 /// `explainAccess`: the decision the guarded operation would reach, without doing it.
 /// `resource_id` names an organization, a course or a user, depending on the action;
 /// without it, the active organization (or, for READ_USER_PRIVATE, the viewer).
@@ -89,6 +126,12 @@ pub async fn explain(ctx: &Context<'_>, action: Action, resource_id: Option<Uuid
         Ok(v.is_platform_admin() && loaders.organizations.load_one(id).await?.is_some())
     };
     let resource = match (action.target(), resource_id) {
+        (policy::Target::Invitation, None) => return Ok(policy::not_found(action)),
+        (policy::Target::Invitation, Some(id)) => match invitation_for_invitee(ctx, id).await {
+            Ok(inv) => invitation_resource(&viewer, &inv),
+            Err(AppError::NotFound { .. }) => return Ok(policy::not_found(action)),
+            Err(e) => return Err(e),
+        },
         (policy::Target::User, id) => {
             let id = id.unwrap_or(viewer.user.id);
             let organization_ids = if id == viewer.user.id {

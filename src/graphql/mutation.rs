@@ -5,9 +5,9 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object};
+use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, MergedObject, Object};
 use chrono::Utc;
-use entity::{MembershipRole, course, membership, organization, track, user};
+use entity::{AuditAction, MembershipRole, course, membership, organization, track, user};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
@@ -30,6 +30,7 @@ use super::{
     validate, visibility,
 };
 use crate::{
+    audit,
     auth::provision::slugify,
     auth::{
         Viewer,
@@ -166,7 +167,12 @@ async fn keep_an_admin(db: &impl ConnectionTrait, m: &membership::Model) -> AppR
 /// PostgreSQL; SQLite write transactions are serialised already), then re-checks the
 /// actor's own standing inside the transaction: an ADMIN demoted a moment ago by another
 /// request cannot still act on a decision made before that commit.
-async fn lock_and_recheck(txn: &impl ConnectionTrait, viewer: &Viewer, org: Uuid, action: Action) -> AppResult<()> {
+pub(super) async fn lock_and_recheck(
+    txn: &impl ConnectionTrait,
+    viewer: &Viewer,
+    org: Uuid,
+    action: Action,
+) -> AppResult<()> {
     organization::Entity::find_by_id(org)
         .lock_exclusive()
         .one(txn)
@@ -225,10 +231,16 @@ async fn track_count(db: &impl ConnectionTrait, course: Uuid) -> AppResult<i32> 
     Ok(i32::try_from(n).unwrap_or(i32::MAX))
 }
 
-pub struct Mutation;
+// The root `Mutation`: the core operations here and the membership lifecycle's
+// (`super::lifecycle`), merged into one type.
+#[derive(MergedObject, Default)]
+pub struct Mutation(CoreMutation, super::lifecycle::LifecycleMutation);
+
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[Object]
-impl Mutation {
+impl CoreMutation {
     /// Creates an organization; the viewer becomes its ADMIN.
     async fn create_organization(&self, ctx: &Context<'_>, input: CreateOrganizationInput) -> AppResult<Organization> {
         let viewer = ctx.viewer()?;
@@ -288,6 +300,13 @@ impl Mutation {
         .insert(&txn)
         .await?;
         let org = organization::Entity::find_by_id(id).one(&txn).await?.ok_or(AppError::not_found("organization"))?;
+        audit::record(
+            &txn,
+            audit::Event::new(AuditAction::MemberAdded, Some(id), Some(viewer.user.id))
+                .target("user", viewer.user.id)
+                .details(serde_json::json!({ "role": "ADMIN", "source": "createOrganization" })),
+        )
+        .await?;
         let changes = [Change::User(viewer.user.id)];
         ContextCache::publish(&txn, &changes).await?;
         txn.commit().await?;
@@ -330,7 +349,22 @@ impl Mutation {
             }
             Err(e) => return Err(e.into()),
         };
-        tracing::info!(target: "audit", event = "organization.updated", organization_id = %id, user_id = %ctx.viewer()?.user.id);
+        let actor = ctx.viewer()?.user.id;
+        tracing::info!(target: "audit", event = "organization.updated", organization_id = %id, user_id = %actor);
+        let mut changed = serde_json::Map::new();
+        if updated.name != org.name {
+            changed.insert("name".into(), serde_json::json!({ "from": org.name, "to": updated.name }));
+        }
+        if updated.slug != org.slug {
+            changed.insert("slug".into(), serde_json::json!({ "from": org.slug, "to": updated.slug }));
+        }
+        audit::record(
+            &txn,
+            audit::Event::new(AuditAction::OrganizationUpdated, Some(id), Some(actor))
+                .target("organization", id)
+                .details(Value::Object(changed)),
+        )
+        .await?;
         let changes = [Change::Organization(id)];
         ContextCache::publish(&txn, &changes).await?;
         txn.commit().await?;
@@ -386,6 +420,7 @@ impl Mutation {
             .filter(membership::Column::OrganizationId.eq(org.id))
             .one(&txn)
             .await?;
+        let reactivated = existing.is_some();
         let m = match existing {
             Some(m) if m.is_active => {
                 return Err(AppError::conflict("this user is already a member", Some("input.userId")));
@@ -411,6 +446,15 @@ impl Mutation {
                 .await?
             }
         };
+        audit::record(
+            &txn,
+            audit::Event::new(AuditAction::MemberAdded, Some(org.id), Some(viewer.user.id))
+                .target("membership", m.id)
+                .details(
+                    serde_json::json!({ "userId": target.id, "role": input.role.as_str(), "reactivated": reactivated }),
+                ),
+        )
+        .await?;
         let changes = [Change::User(target.id)];
         ContextCache::publish(&txn, &changes).await?;
         txn.commit().await?;
@@ -438,6 +482,13 @@ impl Mutation {
         am.role = Set(role.into());
         am.updated_at = Set(Utc::now());
         let updated = am.update(&txn).await?;
+        audit::record(
+            &txn,
+            audit::Event::new(AuditAction::MemberRoleChanged, Some(m.organization_id), Some(viewer.user.id))
+                .target("membership", m.id)
+                .details(serde_json::json!({ "userId": m.user_id, "from": previous.as_str(), "to": role.as_str() })),
+        )
+        .await?;
         let unassigned =
             if role < Role::Instructor { unassign_courses(&txn, m.user_id, m.organization_id).await? } else { 0 };
         let changes = [Change::User(m.user_id)];
@@ -465,6 +516,15 @@ impl Mutation {
         am.is_active = Set(false);
         am.updated_at = Set(Utc::now());
         let updated = am.update(&txn).await?;
+        // Recorded before the rest of the change: if any later step fails, the whole
+        // transaction — this event included — rolls back.
+        audit::record(
+            &txn,
+            audit::Event::new(AuditAction::MemberRemoved, Some(m.organization_id), Some(viewer.user.id))
+                .target("membership", m.id)
+                .details(serde_json::json!({ "userId": m.user_id, "role": Role::from(m.role).as_str() })),
+        )
+        .await?;
         let unassigned = unassign_courses(&txn, m.user_id, m.organization_id).await?;
         let changes = [Change::User(m.user_id)];
         ContextCache::publish(&txn, &changes).await?;
@@ -620,6 +680,13 @@ impl Mutation {
         let c = lookup::course(ctx, id, Action::DeleteCourse).await?;
         let txn = ctx.db()?.begin_write().await?;
         course::Entity::delete_by_id(c.id).exec(&txn).await?;
+        audit::record(
+            &txn,
+            audit::Event::new(AuditAction::CourseDeleted, Some(c.organization_id), Some(ctx.viewer()?.user.id))
+                .target("course", c.id)
+                .details(serde_json::json!({ "title": c.title, "wasPublished": c.is_published })),
+        )
+        .await?;
         txn.commit().await?;
         tracing::info!(target: "audit", event = "course.deleted", course_id = %c.id, organization_id = %c.organization_id,
             user_id = %ctx.viewer()?.user.id, "course deleted");

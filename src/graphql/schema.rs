@@ -3,7 +3,7 @@
 use async_graphql::{EmptySubscription, Schema};
 
 use super::{limits::ComplexityProbe, mutation::Mutation, query::Query};
-use crate::config::Limits;
+use crate::config::{InvitationConfig, Limits};
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -14,18 +14,28 @@ pub struct SchemaOptions {
     /// "Did you mean …?" hints in validation errors (off in production: they map the schema).
     pub suggestions: bool,
     pub limits: Limits,
+    pub settings: Settings,
+}
+
+/// Server-wide settings resolvers read (through `ContextExt::settings`): the same for
+/// every request, so they live in the schema's data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    pub invitations: InvitationConfig,
 }
 
 impl Default for SchemaOptions {
     fn default() -> Self {
-        Self { introspection: true, suggestions: true, limits: Limits::default() }
+        Self { introspection: true, suggestions: true, limits: Limits::default(), settings: Settings::default() }
     }
 }
 
 pub fn build_schema(opts: &SchemaOptions) -> AppSchema {
     // Tokens, aliases, directives and depth are checked before execution by
     // `limits::Preflight`; complexity, which needs the schema, by async-graphql itself.
-    let mut b = Schema::build(Query, Mutation, EmptySubscription).limit_complexity(opts.limits.max_complexity);
+    let mut b = Schema::build(Query, Mutation::default(), EmptySubscription)
+        .limit_complexity(opts.limits.max_complexity)
+        .data(opts.settings);
     if !opts.introspection {
         b = b.disable_introspection();
     }
@@ -43,5 +53,5 @@ pub fn sdl() -> String {
 /// The same schema without a complexity limit, reporting each document's complexity:
 /// used only to tell a client whose document was refused how complex it was.
 pub fn build_probe_schema() -> AppSchema {
-    Schema::build(Query, Mutation, EmptySubscription).extension(ComplexityProbe).finish()
+    Schema::build(Query, Mutation::default(), EmptySubscription).extension(ComplexityProbe).finish()
 }

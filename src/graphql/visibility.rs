@@ -23,6 +23,8 @@ macro_rules! visible_fn {
 
 visible_fn!(organization_storage_bucket, "Organization", "storageBucket");
 visible_fn!(organization_members, "Organization", "members");
+visible_fn!(organization_invitations, "Organization", "invitations");
+visible_fn!(organization_audit_log, "Organization", "auditLog");
 visible_fn!(course_metadata, "Course", "metadata");
 visible_fn!(mutation_update_organization, "Mutation", "updateOrganization");
 visible_fn!(mutation_add_member, "Mutation", "addMember");
@@ -35,3 +37,5 @@ visible_fn!(mutation_create_track, "Mutation", "createTrack");
 visible_fn!(mutation_update_track, "Mutation", "updateTrack");
 visible_fn!(mutation_delete_track, "Mutation", "deleteTrack");
 visible_fn!(mutation_reorder_tracks, "Mutation", "reorderTracks");
+visible_fn!(mutation_invite_member, "Mutation", "inviteMember");
+visible_fn!(mutation_revoke_invitation, "Mutation", "revokeInvitation");

@@ -132,13 +132,15 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     tracing::Span::current().record("operation", joined.as_str());
     let run_one = |mut r: GqlRequest| {
         let (ctx, db) = make_ctx();
+        let viewer = viewer.clone();
         async move {
-            if let Err(e) = state.preflight.check(&mut r) {
-                return async_graphql::Response::from_errors(vec![e]);
-            }
+            let op_type = match state.preflight.check(&mut r) {
+                Ok(t) => t,
+                Err(e) => return async_graphql::Response::from_errors(vec![e]),
+            };
             // Kept for the rare refusal on complexity, whose actual value is measured apart.
             let (query, variables, operation) = (r.query.clone(), r.variables.clone(), r.operation_name.clone());
-            let mut resp = schema.execute(r.data(ctx)).await;
+            let (mut resp, grants) = crate::authz::guard::noting_grants(schema.execute(r.data(ctx))).await;
             if resp.errors.iter().any(|e| e.message == limits::TOO_COMPLEX_MESSAGE) {
                 let mut probe = GqlRequest::new(query).variables(variables);
                 if let Some(op) = operation {
@@ -152,6 +154,10 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
             match db.finish().await {
                 Ok(committed) => committed.into_iter().for_each(|c| state.provisioner.cache().invalidate(c)),
                 Err(e) => return async_graphql::Response::from_errors(vec![app_error(AppError::from(e))]),
+            }
+            if let Some(v) = &viewer {
+                let mutation = op_type == Some(async_graphql::parser::types::OperationType::Mutation);
+                audit_decisions(state, v, mutation, &resp.errors, &grants).await;
             }
             resp
         }
@@ -255,6 +261,46 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
         out.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     out
+}
+
+/// Records in the audit log what an operation was refused (FORBIDDEN on a mutation
+/// field: ACCESS_DENIED) and where it used platform-admin powers (PLATFORM_ADMIN_ACCESS),
+/// each at most once per minute per viewer and key.
+async fn audit_decisions(
+    state: &AppState,
+    viewer: &Viewer,
+    mutation: bool,
+    errors: &[ServerError],
+    grants: &[(crate::authz::Action, Option<uuid::Uuid>)],
+) {
+    use crate::audit::Event;
+    use entity::AuditAction;
+    for e in errors.iter().filter(|e| mutation && e.path.len() == 1) {
+        let Some(ext) = &e.extensions else { continue };
+        let get = |k: &str| match ext.get(k) {
+            Some(async_graphql::Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if get("code").as_deref() != Some(code::FORBIDDEN) {
+            continue;
+        }
+        let (action, reason) = (get("action").unwrap_or_default(), get("reason").unwrap_or_default());
+        let org = get("organizationId").and_then(|o| uuid::Uuid::parse_str(&o).ok());
+        let field = match e.path.first() {
+            Some(async_graphql::PathSegment::Field(f)) => f.clone(),
+            _ => String::new(),
+        };
+        let event = Event::new(AuditAction::AccessDenied, org, Some(viewer.user.id)).details(serde_json::json!({
+            "action": action, "reason": reason, "viewerRole": get("viewerRole"), "policy": get("policy"), "field": field,
+        }));
+        state.audit.record(format!("access_denied:{action}:{reason}"), event).await;
+    }
+    for (action, org) in grants {
+        let event = Event::new(AuditAction::PlatformAdminAccess, *org, Some(viewer.user.id))
+            .details(serde_json::json!({ "action": action.as_str(), "mutation": mutation }));
+        let org = org.map(|o| o.to_string()).unwrap_or_default();
+        state.audit.record(format!("platform_admin:{}:{org}", action.as_str()), event).await;
+    }
 }
 
 /// The name of the document's first operation (`query Name …`), for logs and metrics

@@ -109,3 +109,32 @@ pub async fn track(conn: &DatabaseConnection, course: &course::Model, name: &str
     .await
     .expect("insert track")
 }
+
+/// A pending invitation of `org` to `email` with `role`, expiring after `ttl`.
+pub async fn invitation(
+    conn: &DatabaseConnection,
+    org_id: Uuid,
+    email: &str,
+    role: MembershipRole,
+    ttl: chrono::Duration,
+) -> entity::invitation::Model {
+    let now = Utc::now();
+    entity::invitation::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        organization_id: Set(org_id),
+        email: Set(email.to_owned()),
+        email_normalized: Set(email.to_lowercase()),
+        role: Set(role),
+        status: Set(entity::InvitationStatus::Pending),
+        invited_by: Set(None),
+        accepted_by: Set(None),
+        created_at: Set(now),
+        expires_at: Set(now + ttl),
+        accepted_at: Set(None),
+        revoked_at: Set(None),
+        updated_at: Set(now),
+    }
+    .insert(conn)
+    .await
+    .expect("insert invitation")
+}

@@ -21,6 +21,8 @@ pub struct TwoTenants {
     pub a_track: Uuid,
     pub a_membership: Uuid,
     pub a_user: Uuid,
+    /// A pending invitation of A, to an address nobody in B has.
+    pub a_invitation: Uuid,
     pub b_course: Uuid,
     pub b_track: Uuid,
     pub b_admin: String,
@@ -48,7 +50,15 @@ impl TwoTenants {
         let b1 = fixtures::course(db, org_b, Some(uid(&b_admin)), "B published", true).await;
         let bt = fixtures::track(db, &b1, "B track", 0).await;
         let a_membership = Uuid::parse_str(a_teacher["me"]["memberships"][0]["id"].as_str().unwrap()).unwrap();
-        let mut a_ids = vec![org_a, a1.id, a2.id, at1.id, at2.id, uid(&a_admin), uid(&a_teacher), a_membership];
+        let inv = fixtures::invitation(
+            db,
+            org_a,
+            "carol@example.com",
+            entity::MembershipRole::Member,
+            chrono::Duration::days(1),
+        )
+        .await;
+        let mut a_ids = vec![org_a, a1.id, a2.id, at1.id, at2.id, uid(&a_admin), uid(&a_teacher), a_membership, inv.id];
         a_ids.push(Uuid::parse_str(a_admin["me"]["memberships"][0]["id"].as_str().unwrap()).unwrap());
         Self {
             org_a,
@@ -57,6 +67,7 @@ impl TwoTenants {
             a_track: at1.id,
             a_membership,
             a_user: uid(&a_teacher),
+            a_invitation: inv.id,
             b_course: b1.id,
             b_track: bt.id,
             a_ids,
@@ -74,7 +85,17 @@ impl TwoTenants {
             membership::Entity::find().filter(membership::Column::OrganizationId.eq(self.org_a)).all(db).await.unwrap();
         let c = course::Entity::find().filter(course::Column::OrganizationId.eq(self.org_a)).all(db).await.unwrap();
         let t = track::Entity::find().filter(track::Column::OrganizationId.eq(self.org_a)).all(db).await.unwrap();
-        format!("{o:?}{m:?}{c:?}{t:?}")
+        let i = entity::invitation::Entity::find()
+            .filter(entity::invitation::Column::OrganizationId.eq(self.org_a))
+            .all(db)
+            .await
+            .unwrap();
+        let e = entity::audit_event::Entity::find()
+            .filter(entity::audit_event::Column::OrganizationId.eq(self.org_a))
+            .all(db)
+            .await
+            .unwrap();
+        format!("{o:?}{m:?}{c:?}{t:?}{i:?}{e:?}")
     }
 
     pub fn leaks(&self, body: &Value) -> Vec<Uuid> {
@@ -195,7 +216,7 @@ async fn x_organization_id_cannot_switch_into_another_tenant() {
 async fn explain_access_on_another_tenant_says_not_found() {
     let w = TwoTenants::new().await;
     for action in Action::ALL {
-        for id in [w.org_a, w.a_course, w.a_draft, w.a_user] {
+        for id in [w.org_a, w.a_course, w.a_draft, w.a_user, w.a_invitation] {
             let (_, body, _) = w
                 .app
                 .gql(
@@ -215,6 +236,7 @@ async fn explain_access_on_another_tenant_says_not_found() {
 /// One call per root field, aimed at organization A. The test below fails when a root
 /// field is added to the schema without an entry here.
 fn operations(w: &TwoTenants) -> Vec<(&'static str, &'static str, Value)> {
+    let inv = w.a_invitation.to_string();
     let (org, c, d, t, m, u) = (
         w.org_a.to_string(),
         w.a_course.to_string(),
@@ -227,7 +249,7 @@ fn operations(w: &TwoTenants) -> Vec<(&'static str, &'static str, Value)> {
         ("me", "{ me { user { id } memberships { id organization { id } } activeOrganization { id } } }", json!({})),
         (
             "organization",
-            "query($o: ID) { organization(id: $o) { id name courses { nodes { id } } } }",
+            "query($o: ID) { organization(id: $o) { id name courses { nodes { id } } invitations { nodes { id } } auditLog { nodes { id } } } }",
             json!({ "o": org }),
         ),
         ("organizations", "{ organizations { id courses { nodes { id } } } }", json!({})),
@@ -278,6 +300,17 @@ fn operations(w: &TwoTenants) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "t": t }),
         ),
         ("deleteTrack", "mutation($t: ID!) { deleteTrack(id: $t) }", json!({ "t": t })),
+        (
+            "inviteMember",
+            "mutation($o: ID!) { inviteMember(input: { organizationId: $o, email: \"mole@example.com\", role: ADMIN }) { id } }",
+            json!({ "o": org }),
+        ),
+        ("revokeInvitation", "mutation($i: ID!) { revokeInvitation(id: $i) { id status } }", json!({ "i": inv })),
+        (
+            "acceptInvitation",
+            "mutation($i: ID!) { acceptInvitation(id: $i) { id organization { id } } }",
+            json!({ "i": inv }),
+        ),
         (
             "reorderTracks",
             "mutation($c: ID!, $t: ID!) { reorderTracks(courseId: $c, trackIds: [$t]) { id } }",

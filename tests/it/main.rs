@@ -13,6 +13,7 @@ mod identity;
 mod isolation;
 mod jwks_server;
 mod keys;
+mod lifecycle;
 mod matrix;
 mod outage;
 mod partial;

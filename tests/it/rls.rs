@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{fixtures, helpers::*};
 
 const ROLE: &str = "coursegraph_app";
-const TABLES: [&str; 5] = ["organizations", "memberships", "users", "courses", "tracks"];
+const TABLES: [&str; 7] = ["organizations", "memberships", "users", "courses", "tracks", "invitations", "audit_events"];
 
 fn postgres() -> bool {
     let on = std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty());
@@ -41,6 +41,13 @@ async fn world(conn: &DatabaseConnection) -> World {
     let cb = fixtures::course(conn, b.id, Some(bob.id), "B course", true).await;
     fixtures::track(conn, &ca, "A track", 1).await;
     fixtures::track(conn, &cb, "B track", 1).await;
+    let day = chrono::Duration::days(1);
+    fixtures::invitation(conn, a.id, "new-a@example.com", MembershipRole::Member, day).await;
+    fixtures::invitation(conn, b.id, "new-b@example.com", MembershipRole::Member, day).await;
+    for (org, actor) in [(a.id, alice.id), (b.id, bob.id)] {
+        let e = coursegraph::audit::Event::new(entity::AuditAction::MemberAdded, Some(org), Some(actor));
+        coursegraph::audit::record(conn, e).await.unwrap();
+    }
     World { a: a.id, b: b.id, alice: alice.id, bob: bob.id, course_b: cb.id }
 }
 
@@ -58,7 +65,7 @@ fn as_alice(conn: &DatabaseConnection, w: &World) -> RequestDb {
     RequestDb::with_rls(
         conn.clone(),
         Arc::from(ROLE),
-        Tenancy { user_id: Some(w.alice), org_ids: vec![w.a], platform_admin: false },
+        Tenancy { user_id: Some(w.alice), org_ids: vec![w.a], ..Default::default() },
     )
 }
 
@@ -110,6 +117,8 @@ async fn with_the_app_filters_bypassed_other_tenants_rows_are_invisible_and_unwr
     assert_eq!(ids(&db, "SELECT DISTINCT organization_id FROM tracks").await, vec![w.a]);
     assert_eq!(ids(&db, "SELECT DISTINCT organization_id FROM memberships").await, vec![w.a]);
     assert_eq!(ids(&db, "SELECT id FROM users").await, vec![w.alice]);
+    assert_eq!(ids(&db, "SELECT DISTINCT organization_id FROM invitations").await, vec![w.a]);
+    assert_eq!(ids(&db, "SELECT DISTINCT organization_id FROM audit_events").await, vec![w.a]);
     assert_eq!(scalar_i64(&db, &format!("SELECT count(*) FROM courses WHERE id = '{}'", w.course_b)).await, 0);
 
     // Writes into tenant B: refused (inserts) or touching nothing (updates, deletes).
@@ -129,8 +138,16 @@ async fn with_the_app_filters_bypassed_other_tenants_rows_are_invisible_and_unwr
         format!("UPDATE organizations SET name = 'taken' WHERE id = '{}'", w.b),
         format!("UPDATE users SET name = 'taken' WHERE id = '{}'", w.bob),
         format!("DELETE FROM memberships WHERE organization_id = '{}'", w.b),
+        format!("UPDATE invitations SET role = 'admin' WHERE organization_id = '{}'", w.b),
     ] {
         assert_eq!(db.execute_unprepared(&sql).await.expect(&sql).rows_affected(), 0, "{sql}");
+    }
+    // The audit log is append-only for the application role, even in its own tenant.
+    for sql in ["UPDATE audit_events SET action = 'MEMBER_REMOVED'", "DELETE FROM audit_events"] {
+        let sp = db.begin_write().await.unwrap();
+        let err = sp.execute_unprepared(sql).await.expect_err(sql);
+        assert!(err.to_string().contains("permission denied"), "{sql}: {err}");
+        drop(sp);
     }
     // Moving one's own row into the other tenant is refused too (WITH CHECK).
     let sql = format!("UPDATE courses SET organization_id = '{}' WHERE organization_id = '{}'", w.b, w.a);
@@ -175,10 +192,19 @@ async fn a_pooled_connection_reused_after_a_request_carries_no_tenancy() {
     txn.rollback().await.unwrap();
 }
 
-/// What each policy grants: the viewer's own rows of its table. Dropping the policy must
-/// make its check fail (default deny), so no policy is untested.
-async fn sees_own_rows(conn: &DatabaseConnection, w: &World, table: &str) -> bool {
+/// What each policy grants: the viewer's own rows of its table (for an INSERT-only policy,
+/// appending one). Dropping the policy must make its check fail (default deny), so no
+/// policy is untested.
+async fn sees_own_rows(conn: &DatabaseConnection, w: &World, table: &str, cmd: &str) -> bool {
     let db = as_alice(conn, w);
+    if cmd == "INSERT" {
+        let sp = db.begin_write().await.unwrap();
+        let e = coursegraph::audit::Event::new(entity::AuditAction::MemberAdded, Some(w.a), Some(w.alice));
+        let ok = coursegraph::audit::record(&sp, e).await.is_ok();
+        drop(sp);
+        db.finish().await.unwrap();
+        return ok;
+    }
     let sql = match table {
         "users" => format!("SELECT count(*) FROM users WHERE id = '{}'", w.alice),
         "organizations" => format!("SELECT count(*) FROM organizations WHERE id = '{}'", w.a),
@@ -192,11 +218,12 @@ async fn sees_own_rows(conn: &DatabaseConnection, w: &World, table: &str) -> boo
 #[tokio::test]
 async fn each_policy_is_load_bearing() {
     let Some((app, w)) = two_tenants().await else { return };
-    let policies: Vec<(String, String, String, String)> = app
+    type Policy = (String, String, String, Option<String>, Option<String>);
+    let policies: Vec<Policy> = app
         .conn()
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT policyname::text, tablename::text, qual, with_check FROM pg_policies WHERE schemaname = 'public'",
+            "SELECT policyname::text, tablename::text, cmd::text, qual, with_check FROM pg_policies WHERE schemaname = 'public'",
         ))
         .await
         .unwrap()
@@ -207,21 +234,28 @@ async fn each_policy_is_load_bearing() {
                 r.try_get_by_index(1).unwrap(),
                 r.try_get_by_index(2).unwrap(),
                 r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
             )
         })
         .collect();
     let mut tables: Vec<&str> = policies.iter().map(|p| p.1.as_str()).collect();
     tables.sort();
-    assert_eq!(tables, ["courses", "memberships", "organizations", "tracks", "users"], "one policy per tenant table");
-    for (name, table, using, check) in &policies {
-        assert!(sees_own_rows(app.conn(), &w, table).await, "{table}: the viewer must see their own rows");
+    assert_eq!(
+        tables,
+        ["audit_events", "audit_events", "courses", "invitations", "memberships", "organizations", "tracks", "users"],
+        "one policy per tenant table (the audit log: one to read, one to append)"
+    );
+    for (name, table, cmd, using, check) in &policies {
+        assert!(sees_own_rows(app.conn(), &w, table, cmd).await, "{table}: the viewer must see their own rows");
         app.conn().execute_unprepared(&format!("DROP POLICY {name} ON {table}")).await.unwrap();
-        assert!(!sees_own_rows(app.conn(), &w, table).await, "{table}: still visible without {name}");
+        assert!(!sees_own_rows(app.conn(), &w, table, cmd).await, "{table}: still granted without {name}");
+        let using = using.as_ref().map(|u| format!(" USING ({u})")).unwrap_or_default();
+        let check = check.as_ref().map(|c| format!(" WITH CHECK ({c})")).unwrap_or_default();
         app.conn()
-            .execute_unprepared(&format!("CREATE POLICY {name} ON {table} USING ({using}) WITH CHECK ({check})"))
+            .execute_unprepared(&format!("CREATE POLICY {name} ON {table} FOR {cmd}{using}{check}"))
             .await
             .unwrap();
-        assert!(sees_own_rows(app.conn(), &w, table).await, "{table}: {name} restored");
+        assert!(sees_own_rows(app.conn(), &w, table, cmd).await, "{table}: {name} restored");
     }
 }
 
@@ -291,4 +325,35 @@ async fn the_api_works_under_rls_and_still_isolates_tenants() {
     // ...and from their next request on, the database lets them see that tenant too.
     let got = app.data(&b, "query($id: ID!) { course(id: $id) { title } }", json!({ "id": course_id })).await;
     assert_eq!(got["course"]["title"], "Under RLS", "{got}");
+}
+
+#[tokio::test]
+async fn an_invitee_sees_their_invitation_and_may_accept_it_only_with_a_verified_email() {
+    let Some((app, w)) = two_tenants().await else { return };
+    let stranger = fixtures::user(app.conn(), "stranger").await;
+    let as_invitee = |verified: bool| {
+        RequestDb::with_rls(
+            app.conn().clone(),
+            Arc::from(ROLE),
+            Tenancy {
+                user_id: Some(stranger.id),
+                email: Some("new-b@example.com".into()),
+                email_verified: verified,
+                ..Default::default()
+            },
+        )
+    };
+    let accept = "UPDATE invitations SET status = 'accepted' WHERE email_normalized = 'new-b@example.com'";
+    let db = as_invitee(false);
+    assert_eq!(ids(&db, "SELECT DISTINCT organization_id FROM invitations").await, vec![w.b]);
+    // The inviting organization's name is visible to them, nothing else of it.
+    assert_eq!(ids(&db, "SELECT id FROM organizations").await, vec![w.b]);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM courses").await, 0);
+    let sp = db.begin_write().await.unwrap();
+    assert!(sp.execute_unprepared(accept).await.is_err(), "an unverified address must not accept");
+    drop(sp);
+    db.finish().await.unwrap();
+    let db = as_invitee(true);
+    assert_eq!(db.execute_unprepared(accept).await.unwrap().rows_affected(), 1);
+    db.finish().await.unwrap();
 }

@@ -275,6 +275,102 @@ pub async fn member_page(
     Ok(MembershipConnection { page_info: page_info(&cursors, has_next, after_key.is_some()), edges, base })
 }
 
+/// One page of a newest-first list (invitations, the audit log): rows ordered by
+/// (`ts` DESC, `id` DESC), keyset-paginated with opaque cursors of `kind`.
+pub struct NewestFirst<E: EntityTrait> {
+    pub edges: Vec<(String, E::Model)>,
+    pub page_info: PageInfo,
+    /// The filtered, tenant-scoped query without paging, for `totalCount`.
+    pub base: Select<E>,
+}
+
+impl<E: EntityTrait> NewestFirst<E>
+where
+    E::Model: Sync,
+{
+    /// Reads the page of `base` after the cursor `after`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load(
+        ctx: &Context<'_>,
+        base: Select<E>,
+        ts: E::Column,
+        id: E::Column,
+        kind: &'static str,
+        key: impl Fn(&E::Model) -> (DateTime<Utc>, Uuid),
+        first: i32,
+        after: Option<&str>,
+    ) -> AppResult<Self> {
+        let limit = validate::first(first, ctx.loaders()?.max_page_size)?;
+        let after_key: Option<(DateTime<Utc>, Uuid)> = after.map(|a| decode_cursor(kind, a)).transpose()?;
+        let mut page = base.clone();
+        if let Some((at, last)) = after_key {
+            page = page.filter(Condition::any().add(ts.lt(at)).add(Condition::all().add(ts.eq(at)).add(id.lt(last))));
+        }
+        let mut rows = page.order_by_desc(ts).order_by_desc(id).limit(limit + 1).all(ctx.db()?).await?;
+        let has_next = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let edges: Vec<(String, E::Model)> = rows.into_iter().map(|r| (encode_cursor(kind, key(&r)), r)).collect();
+        let cursors: Vec<String> = edges.iter().map(|(c, _)| c.clone()).collect();
+        Ok(Self { page_info: page_info(&cursors, has_next, after_key.is_some()), edges, base })
+    }
+
+    pub async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i32> {
+        let n = self.base.clone().count(ctx.db()?).await?;
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+}
+
+/// Declares the Relay connection and edge types of a [`NewestFirst`] list: `$conn` over
+/// rows of `$entity`, shown as `$node` (built by `$make` from a row and the connection).
+macro_rules! newest_first_connection {
+    ($conn:ident, $edge:ident, $entity:path, $node:ty, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $conn {
+            pub page: $crate::graphql::types::connection::NewestFirst<$entity>,
+            pub make: fn(&<$entity as sea_orm::EntityTrait>::Model) -> $node,
+        }
+
+        /// A node of the list and its cursor.
+        pub struct $edge {
+            cursor: String,
+            node: $node,
+        }
+
+        #[async_graphql::Object]
+        impl $edge {
+            async fn cursor(&self) -> &str {
+                &self.cursor
+            }
+
+            async fn node(&self) -> &$node {
+                &self.node
+            }
+        }
+
+        #[async_graphql::Object]
+        impl $conn {
+            async fn edges(&self) -> Vec<$edge> {
+                self.page.edges.iter().map(|(c, r)| $edge { cursor: c.clone(), node: (self.make)(r) }).collect()
+            }
+
+            /// The nodes of this page, without cursors.
+            async fn nodes(&self) -> Vec<$node> {
+                self.page.edges.iter().map(|(_, r)| (self.make)(r)).collect()
+            }
+
+            async fn page_info(&self) -> &$crate::graphql::types::connection::PageInfo {
+                &self.page.page_info
+            }
+
+            /// All matching (every page).
+            async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> $crate::error::AppResult<i32> {
+                self.page.total_count(ctx).await
+            }
+        }
+    };
+}
+pub(crate) use newest_first_connection;
+
 #[cfg(test)]
 mod tests {
     use super::*;

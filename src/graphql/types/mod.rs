@@ -2,9 +2,11 @@
 //! (that would skip field guards and couple the tables to the API).
 
 pub mod access;
+pub mod audit;
 pub mod connection;
 pub mod course;
 pub mod embedded;
+pub mod invitation;
 pub mod membership;
 pub mod organization;
 pub mod scalars;

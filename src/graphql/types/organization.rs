@@ -4,11 +4,16 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, Condition};
+use entity::{audit_event, invitation};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
-use super::connection::{self, CourseConnection, CourseFilter, MembershipConnection};
+use super::{
+    audit::{AuditAction, AuditEvent, AuditEventConnection},
+    connection::{self, CourseConnection, CourseFilter, MembershipConnection, NewestFirst},
+    invitation::{Invitation, InvitationConnection, InvitationStatus},
+};
 use crate::{
-    authz::{Action, Resource, Role, Subject as _, guard, policy},
+    authz::{Action, Resource, Role, Subject as _, guard, policy, scope},
     error::AppResult,
     graphql::{context::ContextExt, visibility},
 };
@@ -30,6 +35,7 @@ pub struct OrganizationPermissions {
     pub read_members: bool,
     pub manage_members: bool,
     pub create_course: bool,
+    pub read_audit_log: bool,
 }
 
 #[Object]
@@ -107,6 +113,100 @@ impl Organization {
         connection::course_page(ctx, org, first.unwrap_or(20), after.as_deref(), filter.as_ref()).await
     }
 
+    /// The invitations sent, newest first (`status` filters). ADMIN only.
+    #[graphql(
+        visible = "visibility::organization_invitations",
+        complexity = "(first.unwrap_or(20).clamp(1, 100) as usize) * child_complexity"
+    )]
+    async fn invitations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
+        after: Option<String>,
+        status: Option<InvitationStatus>,
+    ) -> Option<InvitationConnection> {
+        let r = async {
+            let viewer = ctx.viewer()?;
+            guard::require(viewer.as_ref(), Action::ManageMembers, &self.resource())?;
+            let now = chrono::Utc::now();
+            let pending = entity::InvitationStatus::Pending;
+            let mut base = invitation::Entity::find()
+                .filter(invitation::Column::OrganizationId.eq(self.0.id))
+                .filter(scope::invitations(viewer.as_ref()));
+            base = match status {
+                None => base,
+                Some(InvitationStatus::Pending) => {
+                    base.filter(invitation::Column::Status.eq(pending)).filter(invitation::Column::ExpiresAt.gt(now))
+                }
+                Some(InvitationStatus::Expired) => base.filter(
+                    Condition::any().add(invitation::Column::Status.eq(entity::InvitationStatus::Expired)).add(
+                        Condition::all()
+                            .add(invitation::Column::Status.eq(pending))
+                            .add(invitation::Column::ExpiresAt.lte(now)),
+                    ),
+                ),
+                Some(InvitationStatus::Accepted) => {
+                    base.filter(invitation::Column::Status.eq(entity::InvitationStatus::Accepted))
+                }
+                Some(InvitationStatus::Revoked) => {
+                    base.filter(invitation::Column::Status.eq(entity::InvitationStatus::Revoked))
+                }
+            };
+            let page = NewestFirst::load(
+                ctx,
+                base,
+                invitation::Column::CreatedAt,
+                invitation::Column::Id,
+                "invitation",
+                |i| (i.created_at, i.id),
+                first.unwrap_or(20),
+                after.as_deref(),
+            )
+            .await?;
+            Ok(Some(InvitationConnection { page, make: Invitation::new }))
+        }
+        .await;
+        ctx.or_null(r)
+    }
+
+    /// The audit log, newest first (`action` filters). ADMIN only.
+    #[graphql(
+        visible = "visibility::organization_audit_log",
+        complexity = "(first.unwrap_or(20).clamp(1, 100) as usize) * child_complexity"
+    )]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
+        after: Option<String>,
+        action: Option<AuditAction>,
+    ) -> Option<AuditEventConnection> {
+        let r = async {
+            let viewer = ctx.viewer()?;
+            guard::require(viewer.as_ref(), Action::ReadAuditLog, &self.resource())?;
+            let mut base = audit_event::Entity::find()
+                .filter(audit_event::Column::OrganizationId.eq(self.0.id))
+                .filter(scope::audit_events(viewer.as_ref()));
+            if let Some(a) = action {
+                base = base.filter(audit_event::Column::Action.eq(entity::AuditAction::from(a)));
+            }
+            let page = NewestFirst::load(
+                ctx,
+                base,
+                audit_event::Column::At,
+                audit_event::Column::Id,
+                "audit",
+                |e| (e.at, e.id),
+                first.unwrap_or(20),
+                after.as_deref(),
+            )
+            .await?;
+            Ok(Some(AuditEventConnection { page, make: |e| AuditEvent(e.clone()) }))
+        }
+        .await;
+        ctx.or_null(r)
+    }
+
     async fn viewer_can(&self, ctx: &Context<'_>) -> AppResult<OrganizationPermissions> {
         let v = ctx.viewer()?;
         let v = v.as_ref();
@@ -117,6 +217,7 @@ impl Organization {
             read_members: policy::allows(v, Action::ReadMembers, &r),
             manage_members: policy::allows(v, Action::ManageMembers, &r),
             create_course: policy::allows(v, Action::CreateCourse, &r),
+            read_audit_log: policy::allows(v, Action::ReadAuditLog, &r),
         })
     }
 }

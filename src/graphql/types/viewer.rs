@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object};
 
-use super::{membership::Membership, organization::Organization, user::User};
+use entity::{InvitationStatus, invitation};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use super::{invitation::Invitation, membership::Membership, organization::Organization, user::User};
 use crate::{auth::Viewer, authz::Role, error::AppResult, graphql::context::ContextExt};
 
 /// Resolved from the request's viewer cell, so it shows the viewer as they are now.
@@ -32,5 +35,24 @@ impl ViewerNode {
 
     async fn is_platform_admin(&self) -> bool {
         self.0.platform_admin
+    }
+
+    /// Pending invitations addressed to the token's verified email, newest first (empty
+    /// when the token's email is missing or unverified).
+    async fn invitations(&self, ctx: &Context<'_>) -> AppResult<Vec<Invitation>> {
+        let Some(email) = self.0.verified_email() else { return Ok(Vec::new()) };
+        let rows = invitation::Entity::find()
+            .find_also_related(entity::organization::Entity)
+            .filter(invitation::Column::EmailNormalized.eq(email))
+            .filter(invitation::Column::Status.eq(InvitationStatus::Pending))
+            .filter(invitation::Column::ExpiresAt.gt(chrono::Utc::now()))
+            .order_by_desc(invitation::Column::CreatedAt)
+            .order_by_desc(invitation::Column::Id)
+            .all(ctx.db()?)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(i, o)| Some(Invitation { row: Arc::new(i), organization: Some(Arc::new(o?)) }))
+            .collect())
     }
 }

@@ -1,0 +1,177 @@
+//! The membership lifecycle's shared steps: normalising invited addresses and accepting an
+//! invitation, which both provisioning (a new user's first request) and `acceptInvitation`
+//! run inside their own transaction.
+
+use chrono::{DateTime, Utc};
+use entity::{AuditAction, InvitationStatus, invitation, membership};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    audit,
+    error::{AppError, AppResult},
+};
+
+/// The longest address accepted (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 320;
+
+/// Validates an invited address; returns it trimmed and its lower-cased form.
+pub fn email(field: &str, raw: &str) -> AppResult<(String, String)> {
+    let e = raw.trim();
+    let bad = |why: &str| AppError::bad_input(field, format!("`{field}` {why}"));
+    if e.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if e.chars().count() > MAX_EMAIL {
+        return Err(bad(&format!("must be at most {MAX_EMAIL} characters")));
+    }
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return Err(bad("is not an email address"));
+    };
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || e.chars().any(|c| c.is_whitespace() || c.is_control())
+        || domain.contains('@')
+    {
+        return Err(bad("is not an email address"));
+    }
+    Ok((e.to_owned(), e.to_lowercase()))
+}
+
+/// What accepting did.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub membership: membership::Model,
+    /// A removed member was brought back.
+    pub reactivated: bool,
+}
+
+/// Accepts `inv` for `user_id` in the caller's transaction: marks it accepted (only if it
+/// is still pending and unexpired — of two concurrent acceptances exactly one wins, the
+/// other gets `None`), gives the user the invited role (creating the membership, or
+/// re-activating a removed one; an active member keeps their role), and records
+/// INVITATION_ACCEPTED.
+pub async fn accept(
+    txn: &impl ConnectionTrait,
+    inv: &invitation::Model,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    source: &'static str,
+) -> AppResult<Option<Accepted>> {
+    let claim = Query::update()
+        .table(invitation::Entity)
+        .value(invitation::Column::Status, InvitationStatus::Accepted.as_str())
+        .value(invitation::Column::AcceptedAt, now)
+        .value(invitation::Column::AcceptedBy, user_id)
+        .value(invitation::Column::UpdatedAt, now)
+        .and_where(Expr::col(invitation::Column::Id).eq(inv.id))
+        .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.as_str()))
+        .and_where(Expr::col(invitation::Column::ExpiresAt).gt(now))
+        .to_owned();
+    if txn.execute(&claim).await?.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let insert = Query::insert()
+        .into_table(membership::Entity)
+        .columns([
+            membership::Column::Id,
+            membership::Column::UserId,
+            membership::Column::OrganizationId,
+            membership::Column::Role,
+            membership::Column::IsActive,
+            membership::Column::JoinedAt,
+            membership::Column::UpdatedAt,
+        ])
+        .values_panic([
+            Uuid::now_v7().into(),
+            user_id.into(),
+            inv.organization_id.into(),
+            inv.role.as_str().into(),
+            true.into(),
+            now.into(),
+            now.into(),
+        ])
+        .on_conflict(
+            OnConflict::columns([membership::Column::UserId, membership::Column::OrganizationId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned();
+    let created = txn.execute(&insert).await?.rows_affected() == 1;
+    let mut reactivated = false;
+    if !created {
+        let q = Query::update()
+            .table(membership::Entity)
+            .value(membership::Column::IsActive, true)
+            .value(membership::Column::Role, inv.role.as_str())
+            .value(membership::Column::UpdatedAt, now)
+            .and_where(Expr::col(membership::Column::UserId).eq(user_id))
+            .and_where(Expr::col(membership::Column::OrganizationId).eq(inv.organization_id))
+            .and_where(Expr::col(membership::Column::IsActive).eq(false))
+            .to_owned();
+        reactivated = txn.execute(&q).await?.rows_affected() == 1;
+    }
+    let m = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::OrganizationId.eq(inv.organization_id))
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::internal("membership missing after accepting an invitation"))?;
+    audit::record(
+        txn,
+        audit::Event::new(AuditAction::InvitationAccepted, Some(inv.organization_id), Some(user_id))
+            .target("invitation", inv.id)
+            .details(json!({
+                "membershipId": m.id,
+                "role": crate::authz::Role::from(inv.role).as_str(),
+                "memberRole": crate::authz::Role::from(m.role).as_str(),
+                "created": created,
+                "reactivated": reactivated,
+                "source": source,
+            })),
+    )
+    .await?;
+    tracing::info!(target: "audit", event = "invitation.accepted", invitation_id = %inv.id, user_id = %user_id,
+        organization_id = %inv.organization_id, created, reactivated, source, "invitation accepted");
+    Ok(Some(Accepted { membership: m, reactivated }))
+}
+
+/// The pending, unexpired invitations addressed to `email` (lower-cased).
+pub async fn pending_for(
+    db: &impl ConnectionTrait,
+    email: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<invitation::Model>> {
+    Ok(invitation::Entity::find()
+        .filter(invitation::Column::EmailNormalized.eq(email))
+        .filter(invitation::Column::Status.eq(InvitationStatus::Pending))
+        .filter(invitation::Column::ExpiresAt.gt(now))
+        .all(db)
+        .await?)
+}
+
+/// The role an invitation grants, as the policy spells it.
+pub fn role(inv: &invitation::Model) -> crate::authz::Role {
+    inv.role.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_trimmed_lowercased_and_checked() {
+        assert_eq!(email("e", "  Ada@Example.COM ").unwrap(), ("Ada@Example.COM".into(), "ada@example.com".into()));
+        for bad in ["", "ada", "@x.org", "ada@", "a b@x.org", "ada@.x", "ada@x.", &format!("{}@x.org", "a".repeat(330))]
+        {
+            let e = email("input.email", bad).unwrap_err();
+            assert!(matches!(e, AppError::BadUserInput { ref field, .. } if field == "input.email"), "{bad}");
+        }
+    }
+}
