@@ -30,6 +30,8 @@ pub struct AppState {
     pub schema: AppSchema,
     pub verifier: Verifier,
     pub provisioner: Provisioner,
+    /// Live events for this process's subscribers.
+    pub bus: Arc<crate::live::Bus>,
     /// Rate-limited audit records (ACCESS_DENIED, PLATFORM_ADMIN_ACCESS).
     pub audit: Arc<crate::audit::RateLimited>,
     pub metrics: Metrics,
@@ -109,11 +111,14 @@ impl App {
             limits: config.limits.clone(),
             settings: crate::graphql::schema::Settings { invitations: config.invitations },
         });
-        // On PostgreSQL the cache serves only while this replica hears the others' changes.
+        // On PostgreSQL the cache serves only while this replica hears the others' changes,
+        // and live events reach this process's subscribers through the same listener.
         let postgres = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
         let cache = Arc::new(ContextCache::new(config.context_cache_ttl, !postgres));
-        if postgres && cache.enabled() {
-            tokio::spawn(crate::auth::cache::listen(cache.clone(), config.database_url.clone()));
+        let bus = Arc::new(crate::live::Bus::new(conn.get_database_backend()));
+        if postgres {
+            let url = config.database_listen_url.clone().unwrap_or_else(|| config.database_url.clone());
+            tokio::spawn(crate::live::listen::run(cache.clone(), bus.clone(), url, conn.clone()));
         }
         let write_lock = db::WriteLock::for_backend(conn.get_database_backend());
         let audit = Arc::new(crate::audit::RateLimited::new(conn.clone(), write_lock.clone()));
@@ -143,6 +148,7 @@ impl App {
                 schema,
                 verifier,
                 provisioner,
+                bus,
                 audit,
                 metrics,
                 apq,

@@ -20,6 +20,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "COURSEGRAPH_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// A direct (session) connection for LISTEN, when COURSEGRAPH_DATABASE_URL points at a
+    /// transaction-pooling PgBouncer (default: the database URL).
+    #[arg(long, env = "COURSEGRAPH_DATABASE_LISTEN_URL", global = true, hide_env_values = true)]
+    pub database_listen_url: Option<String>,
+
     /// Bind address; port 0 picks a free port and the log says which.
     #[arg(long, env = "COURSEGRAPH_LISTEN", global = true, default_value = "127.0.0.1:8000")]
     pub listen: String,
@@ -145,6 +150,10 @@ pub struct ConfigArgs {
     /// How many Automatic Persisted Queries to remember; 0 turns APQ off.
     #[arg(long, env = "COURSEGRAPH_APQ_CACHE_SIZE", global = true, default_value_t = 1000)]
     pub apq_cache_size: usize,
+
+    /// Active subscriptions one WebSocket connection may hold.
+    #[arg(long, env = "COURSEGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION", global = true, default_value_t = 100)]
+    pub max_subscriptions_per_connection: usize,
 
     /// How long an invitation can be accepted (`inviteMember`).
     #[arg(long, env = "COURSEGRAPH_INVITATION_TTL", global = true, default_value = "7d")]
@@ -348,6 +357,8 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    pub database_listen_url: Option<String>,
+    pub max_subscriptions_per_connection: usize,
     pub listen: SocketAddr,
     pub auto_migrate: bool,
     pub environment: Environment,
@@ -395,6 +406,15 @@ impl Config {
             return Err(ConfigError(
                 "COURSEGRAPH_DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into(),
             ));
+        }
+        let database_listen_url = args.database_listen_url.clone().filter(|s| !s.trim().is_empty());
+        if let Some(u) = &database_listen_url
+            && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            return Err(ConfigError("COURSEGRAPH_DATABASE_LISTEN_URL must be a postgres:// URL".into()));
+        }
+        if args.max_subscriptions_per_connection == 0 {
+            return Err(ConfigError("COURSEGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION must be at least 1".into()));
         }
         let listen: SocketAddr = args.listen.parse().map_err(|_| {
             ConfigError(format!("COURSEGRAPH_LISTEN must be an address like 127.0.0.1:8000 (got `{}`)", args.listen))
@@ -526,6 +546,8 @@ impl Config {
             apq_cache_size: args.apq_cache_size,
             context_cache_ttl: args.context_cache_ttl.0,
             invitations: InvitationConfig { ttl: args.invitation_ttl.0, auto_accept: args.invitation_auto_accept },
+            database_listen_url,
+            max_subscriptions_per_connection: args.max_subscriptions_per_connection,
             database_url,
             listen,
             auto_migrate: args.auto_migrate,
@@ -561,6 +583,8 @@ impl Config {
     pub fn for_tests(database_url: &str, jwt_secret: &str) -> Self {
         Self {
             database_url: database_url.to_owned(),
+            database_listen_url: None,
+            max_subscriptions_per_connection: 100,
             listen: "127.0.0.1:0".parse().expect("static address"),
             auto_migrate: true,
             environment: Environment::Development,

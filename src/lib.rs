@@ -12,6 +12,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod invitations;
+pub mod live;
 pub mod metrics;
 pub mod rows;
 pub mod seed;

@@ -6,6 +6,11 @@
 //! the affected entries at once; and on PostgreSQL those changes are also published with
 //! `pg_notify` and applied by every replica's listener — while a replica's listener is
 //! not connected, its cache is bypassed (it may have missed a notification).
+//!
+//! The same changes are signalled to the live connections of this process
+//! ([`ContextCache::signals`]), which re-read their viewer when it is concerned: on SQLite
+//! as they happen here, on PostgreSQL as the listener hears them (from every process,
+//! this one included), so each is signalled once.
 
 use std::{
     collections::HashMap,
@@ -15,6 +20,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use tokio::sync::broadcast;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
@@ -70,18 +77,55 @@ struct Entry {
     at: Instant,
 }
 
+/// What live connections hear about viewers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Changed(Change),
+    /// Changes may have been missed (the listener reconnected): re-read every viewer.
+    Resync,
+}
+
 pub struct ContextCache {
     ttl: Duration,
     /// Off while a PostgreSQL replica's listener is disconnected.
     live: AtomicBool,
     map: Mutex<HashMap<(String, String), Entry>>,
+    signals: broadcast::Sender<Signal>,
+    /// Whether local changes are signalled as they happen (SQLite) or when the listener
+    /// hears them (PostgreSQL).
+    signal_local: bool,
 }
 
 impl ContextCache {
-    /// `ttl` zero disables the cache. `live` says whether it may serve right away
-    /// (PostgreSQL replicas start dark until their listener is up).
-    pub fn new(ttl: Duration, live: bool) -> Self {
-        Self { ttl, live: AtomicBool::new(live), map: Mutex::new(HashMap::new()) }
+    /// `ttl` zero disables the cache. `single_process` (SQLite) means the cache may serve
+    /// right away and changes are signalled as they happen here; on PostgreSQL replicas
+    /// start dark until their listener is up, and the listener signals.
+    pub fn new(ttl: Duration, single_process: bool) -> Self {
+        Self {
+            ttl,
+            live: AtomicBool::new(single_process),
+            map: Mutex::new(HashMap::new()),
+            signals: broadcast::channel(4096).0,
+            signal_local: single_process,
+        }
+    }
+
+    /// Context changes, for live connections.
+    pub fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.signals.subscribe()
+    }
+
+    /// A change another process (or this one, on PostgreSQL) committed, as the listener heard it.
+    pub fn heard(&self, change: Change) {
+        self.drop_entries(change);
+        let _ = self.signals.send(Signal::Changed(change));
+    }
+
+    /// The listener (re)connected: whatever was missed, start over.
+    pub fn resync(&self) {
+        self.clear();
+        self.set_live(true);
+        let _ = self.signals.send(Signal::Resync);
     }
 
     pub fn enabled(&self) -> bool {
@@ -116,8 +160,15 @@ impl ContextCache {
         map.insert((issuer.to_owned(), subject.to_owned()), Entry { found, at: Instant::now() });
     }
 
-    /// Drops every entry `change` could make wrong.
+    /// Drops every entry `change` (made by this process) could make wrong.
     pub fn invalidate(&self, change: Change) {
+        self.drop_entries(change);
+        if self.signal_local {
+            let _ = self.signals.send(Signal::Changed(change));
+        }
+    }
+
+    fn drop_entries(&self, change: Change) {
         if !self.enabled() {
             return;
         }
@@ -153,58 +204,6 @@ impl ContextCache {
             .await?;
         }
         Ok(())
-    }
-}
-
-/// Runs for the life of the server: applies other replicas' changes to `cache`, and keeps
-/// the cache dark whenever the listening connection is down.
-pub async fn listen(cache: Arc<ContextCache>, url: String) {
-    use sqlx::postgres::PgListener;
-    loop {
-        let mut listener = match PgListener::connect(&url).await {
-            Ok(mut l) => match l.listen(CHANNEL).await {
-                Ok(()) => {
-                    // Report a lost connection at once: sqlx would otherwise reconnect before
-                    // returning, waiting out its pool's acquire timeout (30 s) while the
-                    // database is unreachable — with this cache still serving.
-                    l.eager_reconnect(false);
-                    l
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "context cache: LISTEN failed; cache bypassed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "context cache: cannot connect the listener; cache bypassed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        cache.clear();
-        cache.set_live(true);
-        tracing::info!(channel = CHANNEL, "context cache: listening for changes from other replicas");
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => match Change::parse(n.payload()) {
-                    Some(c) => cache.invalidate(c),
-                    None => cache.clear(),
-                },
-                // The connection dropped: anything may have been missed until it is back.
-                Ok(None) => {
-                    cache.set_live(false);
-                    tracing::warn!("context cache: listener lost its connection; cache bypassed until it reconnects");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "context cache: listener failed; cache bypassed until it reconnects");
-                    cache.set_live(false);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            }
-        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::{
     },
     db::RequestDb,
     error::{AppError, AppResult},
+    live::{Bus, LiveEvent},
 };
 
 /// The request's viewer. Shared by the resolvers and the loaders, and replaced (never
@@ -42,24 +43,27 @@ pub struct RequestContext {
     pub db: RequestDb,
     pub loaders: Loaders,
     pub cache: Arc<ContextCache>,
+    pub bus: Arc<Bus>,
 }
 
 impl RequestContext {
     pub fn new(
         request_id: String,
-        viewer: Option<Arc<Viewer>>,
+        viewer: ViewerCell,
         db: RequestDb,
         cache: Arc<ContextCache>,
+        bus: Arc<Bus>,
         max_page_size: i32,
     ) -> Self {
-        let viewer = ViewerCell::new(viewer);
         let loaders = Loaders::new(db.clone(), viewer.clone(), max_page_size);
-        Self { request_id, viewer, db, loaders, cache }
+        Self { request_id, viewer, db, loaders, cache, bus }
     }
 
-    /// After a committed write: fresh loaders, the context cache told what changed, and the
-    /// viewer re-read when the change concerns them.
-    pub async fn after_write(&self, changes: &[Change]) -> AppResult<()> {
+    /// After a committed write: fresh loaders, the context cache told what changed, the
+    /// viewer re-read when the change concerns them, and the live events (announced in the
+    /// transaction with [`crate::live::notify`]) delivered where that is this process's job.
+    pub async fn after_write(&self, changes: &[Change], events: Vec<LiveEvent>) -> AppResult<()> {
+        self.bus.committed(events);
         self.loaders.clear();
         for c in changes {
             self.cache.invalidate(*c);

@@ -164,7 +164,7 @@ impl LifecycleMutation {
         txn.commit().await?;
         tracing::info!(target: "audit", event = "invitation.created", invitation_id = %row.id, organization_id = %org.id,
             role = input.role.as_str(), user_id = %viewer.user.id, "invitation created");
-        ctx.request()?.after_write(&changes).await?;
+        ctx.request()?.after_write(&changes, Vec::new()).await?;
         Ok(Invitation::new(&row))
     }
 
@@ -205,7 +205,7 @@ impl LifecycleMutation {
         txn.commit().await?;
         tracing::info!(target: "audit", event = "invitation.revoked", invitation_id = %inv.id,
             organization_id = %inv.organization_id, user_id = %viewer.user.id, "invitation revoked");
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], Vec::new()).await?;
         Ok(Invitation::new(&updated))
     }
 
@@ -247,7 +247,7 @@ impl LifecycleMutation {
         let changes = [Change::User(viewer.user.id)];
         ContextCache::publish(&txn, &changes).await?;
         txn.commit().await?;
-        ctx.request()?.after_write(&changes).await?;
+        ctx.request()?.after_write(&changes, Vec::new()).await?;
         Ok(Membership::from(&accepted.membership))
     }
 }

@@ -3,7 +3,10 @@
 //! (BAD_USER_INPUT naming the field), and only then writes — in one transaction when
 //! it writes more than one row, so a failure leaves nothing half-written.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, MergedObject, Object};
 use chrono::Utc;
@@ -39,6 +42,7 @@ use crate::{
     },
     authz::{Action, Resource, Role, guard, policy},
     error::{AppError, AppResult},
+    live::{self, LiveEvent, Op},
 };
 
 #[derive(InputObject)]
@@ -195,16 +199,61 @@ pub(super) async fn lock_and_recheck(
     Ok(())
 }
 
-/// Clears `user` as instructor of the courses of `org` (when they stop being able to teach).
-async fn unassign_courses(db: &impl ConnectionTrait, user: Uuid, org: Uuid) -> AppResult<u64> {
-    let r = course::Entity::update_many()
-        .col_expr(course::Column::InstructorId, Expr::value(Option::<Uuid>::None))
-        .col_expr(course::Column::UpdatedAt, Expr::value(Utc::now()))
+/// Clears `user` as instructor of the courses of `org` (when they stop being able to
+/// teach); returns the live events of the courses it changed.
+async fn unassign_courses(db: &impl ConnectionTrait, user: Uuid, org: Uuid) -> AppResult<Vec<LiveEvent>> {
+    let now = Utc::now();
+    let taught = course::Entity::find()
         .filter(course::Column::OrganizationId.eq(org))
         .filter(course::Column::InstructorId.eq(user))
+        .lock_exclusive()
+        .all(db)
+        .await?;
+    if taught.is_empty() {
+        return Ok(Vec::new());
+    }
+    course::Entity::update_many()
+        .col_expr(course::Column::InstructorId, Expr::value(Option::<Uuid>::None))
+        .col_expr(course::Column::UpdatedAt, Expr::value(now))
+        .filter(course::Column::Id.is_in(taught.iter().map(|c| c.id)))
         .exec(db)
         .await?;
-    Ok(r.rows_affected)
+    Ok(taught
+        .iter()
+        .map(|before| {
+            let after = course::Model { instructor_id: None, updated_at: now, ..before.clone() };
+            LiveEvent::course_updated(before, &after)
+        })
+        .collect())
+}
+
+/// Where each track of `course` is now.
+async fn positions(db: &impl ConnectionTrait, course: Uuid) -> AppResult<HashMap<Uuid, i32>> {
+    let rows: Vec<(Uuid, i32)> = track::Entity::find()
+        .select_only()
+        .column(track::Column::Id)
+        .column(track::Column::Position)
+        .filter(track::Column::CourseId.eq(course))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A CHANGED event for every other track of `course` whose position is not what
+/// `before` says (the tracks a move or an insertion shifted).
+async fn moved_tracks(
+    db: &impl ConnectionTrait,
+    course: Uuid,
+    before: &HashMap<Uuid, i32>,
+    except: Uuid,
+) -> AppResult<Vec<LiveEvent>> {
+    let now = track::Entity::find().filter(track::Column::CourseId.eq(course)).all(db).await?;
+    Ok(now
+        .iter()
+        .filter(|t| t.id != except && before.get(&t.id).is_some_and(|p| *p != t.position))
+        .map(|t| LiveEvent::track(Op::Updated, t))
+        .collect())
 }
 
 /// Moves the tracks of `course` at positions `from..` by `delta`.
@@ -314,7 +363,7 @@ impl CoreMutation {
             user_id = %viewer.user.id, source = "api", "organization created");
         tracing::info!(target: "audit", event = "membership.created", organization_id = %id,
             user_id = %viewer.user.id, role = "ADMIN", source = "api", "creator is ADMIN");
-        ctx.request()?.after_write(&changes).await?;
+        ctx.request()?.after_write(&changes, Vec::new()).await?;
         Ok(Organization(Arc::new(org)))
     }
 
@@ -368,7 +417,7 @@ impl CoreMutation {
         let changes = [Change::Organization(id)];
         ContextCache::publish(&txn, &changes).await?;
         txn.commit().await?;
-        ctx.request()?.after_write(&changes).await?;
+        ctx.request()?.after_write(&changes, Vec::new()).await?;
         Ok(Organization(Arc::new(updated)))
     }
 
@@ -460,7 +509,7 @@ impl CoreMutation {
         txn.commit().await?;
         tracing::info!(target: "audit", event = "membership.added", organization_id = %org.id, member_id = %target.id,
             role = input.role.as_str(), user_id = %viewer.user.id, "member added");
-        ctx.request()?.after_write(&changes).await?;
+        ctx.request()?.after_write(&changes, Vec::new()).await?;
         Ok(Membership::from(&m))
     }
 
@@ -489,15 +538,17 @@ impl CoreMutation {
                 .details(serde_json::json!({ "userId": m.user_id, "from": previous.as_str(), "to": role.as_str() })),
         )
         .await?;
-        let unassigned =
-            if role < Role::Instructor { unassign_courses(&txn, m.user_id, m.organization_id).await? } else { 0 };
+        let events =
+            if role < Role::Instructor { unassign_courses(&txn, m.user_id, m.organization_id).await? } else { vec![] };
+        let unassigned = events.len();
         let changes = [Change::User(m.user_id)];
         ContextCache::publish(&txn, &changes).await?;
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
         tracing::info!(target: "audit", event = "membership.role_changed", organization_id = %m.organization_id,
             member_id = %m.user_id, from = previous.as_str(), to = role.as_str(), courses_unassigned = unassigned,
             user_id = %viewer.user.id, "role changed");
-        ctx.request()?.after_write(&changes).await?;
+        ctx.request()?.after_write(&changes, events).await?;
         Ok(Membership::from(&updated))
     }
 
@@ -525,13 +576,15 @@ impl CoreMutation {
                 .details(serde_json::json!({ "userId": m.user_id, "role": Role::from(m.role).as_str() })),
         )
         .await?;
-        let unassigned = unassign_courses(&txn, m.user_id, m.organization_id).await?;
+        let events = unassign_courses(&txn, m.user_id, m.organization_id).await?;
+        let unassigned = events.len();
         let changes = [Change::User(m.user_id)];
         ContextCache::publish(&txn, &changes).await?;
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
         tracing::info!(target: "audit", event = "membership.removed", organization_id = %m.organization_id,
             member_id = %m.user_id, courses_unassigned = unassigned, user_id = %viewer.user.id, "member removed");
-        ctx.request()?.after_write(&changes).await?;
+        ctx.request()?.after_write(&changes, events).await?;
         Ok(Membership::from(&updated))
     }
 
@@ -598,9 +651,11 @@ impl CoreMutation {
         };
         let txn = db.begin_write().await?;
         let c = c.insert(&txn).await?;
+        let events = vec![LiveEvent::course_created(&c)];
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
         tracing::info!(course_id = %c.id, organization_id = %org.id, user_id = %viewer.user.id, "course created");
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], events).await?;
         Ok(Course(Arc::new(c)))
     }
 
@@ -668,8 +723,10 @@ impl CoreMutation {
         am.updated_at = Set(Utc::now());
         let txn = db.begin_write().await?;
         let updated = am.update(&txn).await?;
+        let events = vec![LiveEvent::course_updated(&current, &updated)];
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], events).await?;
         Ok(Course(Arc::new(updated)))
     }
 
@@ -687,10 +744,12 @@ impl CoreMutation {
                 .details(serde_json::json!({ "title": c.title, "wasPublished": c.is_published })),
         )
         .await?;
+        let events = vec![LiveEvent::course_deleted(&c)];
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
         tracing::info!(target: "audit", event = "course.deleted", course_id = %c.id, organization_id = %c.organization_id,
             user_id = %ctx.viewer()?.user.id, "course deleted");
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], events).await?;
         Ok(super::types::id(c.id))
     }
 
@@ -703,7 +762,8 @@ impl CoreMutation {
         let description = validate::description("input.description", input.description.as_deref())?;
         let position = input.position.map(|p| validate::position("input.position", p)).transpose()?;
         let txn = ctx.db()?.begin_write().await?;
-        let count = track_count(&txn, c.id).await?;
+        let before = positions(&txn, c.id).await?;
+        let count = i32::try_from(before.len()).unwrap_or(i32::MAX);
         let position = match position {
             Some(p) if p < count => {
                 shift_tracks(&txn, c.id, p, None, 1).await?;
@@ -725,8 +785,11 @@ impl CoreMutation {
         }
         .insert(&txn)
         .await?;
+        let mut events = vec![LiveEvent::track(Op::Created, &t)];
+        events.extend(moved_tracks(&txn, c.id, &before, t.id).await?);
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], events).await?;
         Ok(Track::new(Arc::new(t)))
     }
 
@@ -743,6 +806,7 @@ impl CoreMutation {
             not_null("input.position", input.position)?.map(|p| validate::position("input.position", p)).transpose()?;
         let txn = ctx.db()?.begin_write().await?;
         let t = track::Entity::find_by_id(t.id).one(&txn).await?.ok_or(AppError::not_found("track"))?;
+        let before = if position.is_some() { positions(&txn, c.id).await? } else { HashMap::new() };
         let mut am: track::ActiveModel = t.clone().into();
         if let Some(n) = name {
             am.name = Set(n);
@@ -762,8 +826,13 @@ impl CoreMutation {
         }
         am.updated_at = Set(Utc::now());
         let updated = am.update(&txn).await?;
+        let mut events = vec![LiveEvent::track(Op::Updated, &updated)];
+        if !before.is_empty() {
+            events.extend(moved_tracks(&txn, c.id, &before, updated.id).await?);
+        }
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], events).await?;
         Ok(Track::new(Arc::new(updated)))
     }
 
@@ -773,12 +842,17 @@ impl CoreMutation {
         let id = parse_id("id", &id)?;
         let (t, c) = lookup::track(ctx, id, Action::ManageTracks).await?;
         let txn = ctx.db()?.begin_write().await?;
+        let before = positions(&txn, c.id).await?;
         let deleted = track::Entity::delete_by_id(t.id).exec(&txn).await?.rows_affected;
+        let mut events = Vec::new();
         if deleted == 1 {
             shift_tracks(&txn, c.id, t.position + 1, None, -1).await?;
+            events.push(LiveEvent::track(Op::Deleted, &t));
+            events.extend(moved_tracks(&txn, c.id, &before, t.id).await?);
         }
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], events).await?;
         Ok(super::types::id(t.id))
     }
 
@@ -794,15 +868,16 @@ impl CoreMutation {
             return Err(AppError::bad_input("trackIds", "`trackIds` lists a track more than once"));
         }
         let txn = ctx.db()?.begin_write().await?;
-        let current: Vec<Uuid> = track::Entity::find()
+        let current: Vec<(Uuid, i32)> = track::Entity::find()
             .select_only()
             .column(track::Column::Id)
+            .column(track::Column::Position)
             .filter(track::Column::CourseId.eq(c.id))
             .lock_exclusive()
             .into_tuple()
             .all(&txn)
             .await?;
-        if current.len() != ids.len() || current.iter().any(|id| !wanted.contains(id)) {
+        if current.len() != ids.len() || current.iter().any(|(id, _)| !wanted.contains(id)) {
             return Err(AppError::bad_input("trackIds", "`trackIds` must list exactly the course's tracks, each once"));
         }
         if !ids.is_empty() {
@@ -824,8 +899,16 @@ impl CoreMutation {
             .order_by_asc(track::Column::Id)
             .all(&txn)
             .await?;
+        // One CHANGED per track whose position changed.
+        let before: HashMap<Uuid, i32> = current.into_iter().collect();
+        let events: Vec<LiveEvent> = tracks
+            .iter()
+            .filter(|t| before.get(&t.id) != Some(&t.position))
+            .map(|t| LiveEvent::track(Op::Updated, t))
+            .collect();
+        live::notify(&txn, &events).await?;
         txn.commit().await?;
-        ctx.request()?.after_write(&[]).await?;
+        ctx.request()?.after_write(&[], events).await?;
         Ok(tracks.into_iter().map(|t| Track::new(Arc::new(t))).collect())
     }
 }

@@ -19,9 +19,7 @@ use tracing::Instrument as _;
 use crate::{
     app::AppState,
     auth::{AuthReason, Viewer, claims::identity_from_claims},
-    db::{RequestDb, Tenancy},
     error::{AppError, code},
-    graphql::{RequestContext, limits},
 };
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -108,21 +106,6 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     }
 
     // 3. Execute, each operation with its own context (loaders are per operation).
-    let make_ctx = || {
-        let db = match &state.db_role {
-            Some(role) => RequestDb::with_rls(state.conn.clone(), role.clone(), Tenancy::of(viewer.as_deref())),
-            None => RequestDb::new(state.conn.clone(), state.write_lock.clone()),
-        };
-        let ctx = RequestContext::new(
-            request_id.to_owned(),
-            viewer.clone(),
-            db.clone(),
-            state.provisioner.cache().clone(),
-            limits.max_page_size,
-        );
-        (ctx, db)
-    };
-    let schema = &state.schema;
     let name = |r: &GqlRequest| r.operation_name.clone().or_else(|| operation_name(&r.query).map(str::to_owned));
     let names: Vec<Option<String>> = match &batch {
         BatchRequest::Single(r) => vec![name(r)],
@@ -130,38 +113,7 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     };
     let joined = names.iter().map(|n| n.as_deref().unwrap_or("anonymous")).collect::<Vec<_>>().join(",");
     tracing::Span::current().record("operation", joined.as_str());
-    let run_one = |mut r: GqlRequest| {
-        let (ctx, db) = make_ctx();
-        let viewer = viewer.clone();
-        async move {
-            let op_type = match state.preflight.check(&mut r) {
-                Ok(t) => t,
-                Err(e) => return async_graphql::Response::from_errors(vec![e]),
-            };
-            // Kept for the rare refusal on complexity, whose actual value is measured apart.
-            let (query, variables, operation) = (r.query.clone(), r.variables.clone(), r.operation_name.clone());
-            let (mut resp, grants) = crate::authz::guard::noting_grants(schema.execute(r.data(ctx))).await;
-            if resp.errors.iter().any(|e| e.message == limits::TOO_COMPLEX_MESSAGE) {
-                let mut probe = GqlRequest::new(query).variables(variables);
-                if let Some(op) = operation {
-                    probe = probe.operation_name(op);
-                }
-                let actual = limits::measure_complexity(&state.probe, probe).await.unwrap_or_default();
-                resp.errors = vec![limits::too_complex("complexity", state.config.limits.max_complexity, actual)];
-            }
-            // The request's transaction (row-level security): if it cannot commit, nothing
-            // this operation wrote is there, so its answer must not claim otherwise.
-            match db.finish().await {
-                Ok(committed) => committed.into_iter().for_each(|c| state.provisioner.cache().invalidate(c)),
-                Err(e) => return async_graphql::Response::from_errors(vec![app_error(AppError::from(e))]),
-            }
-            if let Some(v) = &viewer {
-                let mutation = op_type == Some(async_graphql::parser::types::OperationType::Mutation);
-                audit_decisions(state, v, mutation, &resp.errors, &grants).await;
-            }
-            resp
-        }
-    };
+    let run_one = |r: GqlRequest| super::exec::operation(state, request_id, viewer.clone(), r);
     let exec = async {
         match batch {
             BatchRequest::Single(r) => BatchResponse::Single(run_one(r).await),
@@ -188,47 +140,13 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     };
 
     // 4. Errors: request ids on internal ones, metrics, and the HTTP status.
-    let mut unauthenticated = false;
-    let mut request_error = false;
-    let mut unavailable = false;
+    let mut flags = super::exec::ErrorFlags::default();
     for (i, r) in responses_mut(&mut resp).into_iter().enumerate() {
         let op_outcome = if r.errors.is_empty() { "ok" } else { "error" };
         state.metrics.observe_operation(names.get(i).cloned().flatten().as_deref(), op_outcome);
-        if r.data == async_graphql::Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty()) {
-            request_error = true;
-        }
-        for e in &mut r.errors {
-            let ext = e.extensions.get_or_insert_with(ErrorExtensionValues::default);
-            match ext.get("code") {
-                Some(async_graphql::Value::String(c)) if c == code::INTERNAL_SERVER_ERROR => {
-                    if r.data == async_graphql::Value::Null
-                        && ext.get("retryable") == Some(&async_graphql::Value::Boolean(true))
-                    {
-                        unavailable = true;
-                    }
-                    ext.set("requestId", request_id);
-                }
-                Some(async_graphql::Value::String(c)) if c == code::UNAUTHENTICATED => unauthenticated = true,
-                Some(async_graphql::Value::String(c)) if c == code::FORBIDDEN => {
-                    let get = |k: &str| match ext.get(k) {
-                        Some(async_graphql::Value::String(s)) => s.clone(),
-                        _ => String::new(),
-                    };
-                    state.metrics.denied(&get("reason"), &get("action"));
-                }
-                // A variable whose value does not fit its type is bad input, as in Apollo.
-                None if e.path.is_empty()
-                    && (e.message.starts_with("Invalid value for argument") || e.message.contains("variable")) =>
-                {
-                    ext.set("code", code::BAD_USER_INPUT)
-                }
-                None if e.path.is_empty() => ext.set("code", "GRAPHQL_VALIDATION_FAILED"),
-                // An argument that did not coerce at execution time (our own errors all carry codes).
-                None => ext.set("code", code::BAD_USER_INPUT),
-                _ => {}
-            }
-        }
+        flags.merge(super::exec::settle_errors(state, request_id, r));
     }
+    let super::exec::ErrorFlags { unauthenticated, request_error, unavailable } = flags;
     let status = if unauthenticated && viewer.is_none() {
         StatusCode::UNAUTHORIZED
     } else if unavailable {
@@ -261,46 +179,6 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
         out.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     out
-}
-
-/// Records in the audit log what an operation was refused (FORBIDDEN on a mutation
-/// field: ACCESS_DENIED) and where it used platform-admin powers (PLATFORM_ADMIN_ACCESS),
-/// each at most once per minute per viewer and key.
-async fn audit_decisions(
-    state: &AppState,
-    viewer: &Viewer,
-    mutation: bool,
-    errors: &[ServerError],
-    grants: &[(crate::authz::Action, Option<uuid::Uuid>)],
-) {
-    use crate::audit::Event;
-    use entity::AuditAction;
-    for e in errors.iter().filter(|e| mutation && e.path.len() == 1) {
-        let Some(ext) = &e.extensions else { continue };
-        let get = |k: &str| match ext.get(k) {
-            Some(async_graphql::Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        if get("code").as_deref() != Some(code::FORBIDDEN) {
-            continue;
-        }
-        let (action, reason) = (get("action").unwrap_or_default(), get("reason").unwrap_or_default());
-        let org = get("organizationId").and_then(|o| uuid::Uuid::parse_str(&o).ok());
-        let field = match e.path.first() {
-            Some(async_graphql::PathSegment::Field(f)) => f.clone(),
-            _ => String::new(),
-        };
-        let event = Event::new(AuditAction::AccessDenied, org, Some(viewer.user.id)).details(serde_json::json!({
-            "action": action, "reason": reason, "viewerRole": get("viewerRole"), "policy": get("policy"), "field": field,
-        }));
-        state.audit.record(format!("access_denied:{action}:{reason}"), event).await;
-    }
-    for (action, org) in grants {
-        let event = Event::new(AuditAction::PlatformAdminAccess, *org, Some(viewer.user.id))
-            .details(serde_json::json!({ "action": action.as_str(), "mutation": mutation }));
-        let org = org.map(|o| o.to_string()).unwrap_or_default();
-        state.audit.record(format!("platform_admin:{}:{org}", action.as_str()), event).await;
-    }
 }
 
 /// The name of the document's first operation (`query Name …`), for logs and metrics
@@ -492,13 +370,7 @@ fn unauthenticated(state: &AppState, media: &str, reason: AuthReason, status: St
     resp
 }
 
-fn app_error(e: AppError) -> ServerError {
-    let mut err = ServerError::new(e.message(), None);
-    let mut ext = ErrorExtensionValues::default();
-    e.write_extensions(&mut ext);
-    err.extensions = Some(ext);
-    err
-}
+use super::exec::app_error;
 
 fn with_code(mut e: ServerError, c: &str) -> ServerError {
     let mut ext = ErrorExtensionValues::default();

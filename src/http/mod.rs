@@ -1,6 +1,7 @@
 //! The HTTP surface (CONTRACT §2): routes, the GraphQL endpoint, GraphiQL, health and metrics.
 
 pub mod apq;
+pub mod exec;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;

@@ -1,0 +1,206 @@
+//! Running one GraphQL operation for a viewer, the same way over HTTP and WebSocket: its
+//! own context and database handle, the preflight limits, execution, the complexity
+//! explanation, the request's transaction, the audit of its decisions, and the error
+//! codes clients rely on.
+
+use std::sync::Arc;
+
+use async_graphql::{ErrorExtensionValues, Request as GqlRequest, Response, ServerError, parser::types::OperationType};
+
+use crate::{
+    app::AppState,
+    auth::Viewer,
+    db::{RequestDb, Tenancy},
+    error::{AppError, code},
+    graphql::{
+        RequestContext,
+        context::ViewerCell,
+        limits::{self, TOO_COMPLEX_MESSAGE},
+    },
+};
+
+/// The database handle of one operation: under the viewer's tenancy when row-level
+/// security is enforced.
+pub fn request_db(state: &AppState, viewer: Option<&Viewer>) -> RequestDb {
+    match &state.db_role {
+        Some(role) => RequestDb::with_rls(state.conn.clone(), role.clone(), Tenancy::of(viewer)),
+        None => RequestDb::new(state.conn.clone(), state.write_lock.clone()),
+    }
+}
+
+/// A fresh context (loaders, database handle) around `viewer`.
+pub fn context(state: &AppState, request_id: &str, viewer: ViewerCell, db: RequestDb) -> RequestContext {
+    RequestContext::new(
+        request_id.to_owned(),
+        viewer,
+        db,
+        state.provisioner.cache().clone(),
+        state.bus.clone(),
+        state.config.limits.max_page_size,
+    )
+}
+
+/// Runs a query or mutation to its response.
+pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Viewer>>, mut r: GqlRequest) -> Response {
+    let db = request_db(state, viewer.as_deref());
+    let ctx = context(state, request_id, ViewerCell::new(viewer.clone()), db.clone());
+    let op_type = match state.preflight.check(&mut r) {
+        Ok(t) => t,
+        Err(e) => return Response::from_errors(vec![e]),
+    };
+    if op_type == Some(OperationType::Subscription) {
+        return Response::from_errors(vec![app_error(AppError::bad_input(
+            "query",
+            "subscriptions need a WebSocket: connect to this URL with the graphql-transport-ws protocol",
+        ))]);
+    }
+    // Kept for the rare refusal on complexity, whose actual value is measured apart.
+    let probe = ComplexityProbe::of(&r);
+    let (mut resp, grants) = crate::authz::guard::noting_grants(state.schema.execute(r.data(ctx))).await;
+    probe.explain(state, &mut resp.errors).await;
+    // The request's transaction (row-level security): if it cannot commit, nothing
+    // this operation wrote is there, so its answer must not claim otherwise.
+    match db.finish().await {
+        Ok(committed) => committed.into_iter().for_each(|c| state.provisioner.cache().invalidate(c)),
+        Err(e) => return Response::from_errors(vec![app_error(AppError::from(e))]),
+    }
+    if let Some(v) = &viewer {
+        audit_decisions(state, v, op_type == Some(OperationType::Mutation), &resp.errors, &grants).await;
+    }
+    resp
+}
+
+/// What a refused document needs to be measured again: async-graphql only says "too
+/// complex", the client is told how complex.
+pub struct ComplexityProbe {
+    query: String,
+    variables: async_graphql::Variables,
+    operation: Option<String>,
+}
+
+impl ComplexityProbe {
+    pub fn of(r: &GqlRequest) -> Self {
+        Self { query: r.query.clone(), variables: r.variables.clone(), operation: r.operation_name.clone() }
+    }
+
+    /// Replaces async-graphql's bare complexity refusal with QUERY_TOO_COMPLEX, `limit` and `actual`.
+    pub async fn explain(self, state: &AppState, errors: &mut Vec<ServerError>) {
+        if !errors.iter().any(|e| e.message == TOO_COMPLEX_MESSAGE) {
+            return;
+        }
+        let mut probe = GqlRequest::new(self.query).variables(self.variables);
+        if let Some(op) = self.operation {
+            probe = probe.operation_name(op);
+        }
+        let actual = limits::measure_complexity(&state.probe, probe).await.unwrap_or_default();
+        *errors = vec![limits::too_complex("complexity", state.config.limits.max_complexity, actual)];
+    }
+}
+
+/// What a response's errors mean for the transport.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct ErrorFlags {
+    pub unauthenticated: bool,
+    /// The operation never ran (parse or validation failure).
+    pub request_error: bool,
+    /// The database could not be reached and nothing could be answered.
+    pub unavailable: bool,
+}
+
+impl ErrorFlags {
+    pub fn merge(&mut self, o: ErrorFlags) {
+        self.unauthenticated |= o.unauthenticated;
+        self.request_error |= o.request_error;
+        self.unavailable |= o.unavailable;
+    }
+}
+
+/// Gives every error its `extensions.code` (Apollo's codes for parse, validation and
+/// variable errors), the request id on internal ones, and counts denials.
+pub fn settle_errors(state: &AppState, request_id: &str, r: &mut Response) -> ErrorFlags {
+    let mut flags = ErrorFlags::default();
+    if r.data == async_graphql::Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty()) {
+        flags.request_error = true;
+    }
+    for e in &mut r.errors {
+        let ext = e.extensions.get_or_insert_with(ErrorExtensionValues::default);
+        match ext.get("code") {
+            Some(async_graphql::Value::String(c)) if c == code::INTERNAL_SERVER_ERROR => {
+                if r.data == async_graphql::Value::Null
+                    && ext.get("retryable") == Some(&async_graphql::Value::Boolean(true))
+                {
+                    flags.unavailable = true;
+                }
+                ext.set("requestId", request_id);
+            }
+            Some(async_graphql::Value::String(c)) if c == code::UNAUTHENTICATED => flags.unauthenticated = true,
+            Some(async_graphql::Value::String(c)) if c == code::FORBIDDEN => {
+                let get = |k: &str| match ext.get(k) {
+                    Some(async_graphql::Value::String(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                state.metrics.denied(&get("reason"), &get("action"));
+            }
+            // A variable whose value does not fit its type is bad input, as in Apollo.
+            None if e.path.is_empty()
+                && (e.message.starts_with("Invalid value for argument") || e.message.contains("variable")) =>
+            {
+                ext.set("code", code::BAD_USER_INPUT)
+            }
+            None if e.path.is_empty() => ext.set("code", "GRAPHQL_VALIDATION_FAILED"),
+            // An argument that did not coerce at execution time (our own errors all carry codes).
+            None => ext.set("code", code::BAD_USER_INPUT),
+            _ => {}
+        }
+    }
+    flags
+}
+
+/// An [`AppError`] as a GraphQL error with its extensions.
+pub fn app_error(e: AppError) -> ServerError {
+    let mut err = ServerError::new(e.message(), None);
+    let mut ext = ErrorExtensionValues::default();
+    e.write_extensions(&mut ext);
+    err.extensions = Some(ext);
+    err
+}
+
+/// Records in the audit log what an operation was refused (FORBIDDEN on a mutation
+/// field: ACCESS_DENIED) and where it used platform-admin powers (PLATFORM_ADMIN_ACCESS),
+/// each at most once per minute per viewer and key.
+async fn audit_decisions(
+    state: &AppState,
+    viewer: &Viewer,
+    mutation: bool,
+    errors: &[ServerError],
+    grants: &[(crate::authz::Action, Option<uuid::Uuid>)],
+) {
+    use crate::audit::Event;
+    use entity::AuditAction;
+    for e in errors.iter().filter(|e| mutation && e.path.len() == 1) {
+        let Some(ext) = &e.extensions else { continue };
+        let get = |k: &str| match ext.get(k) {
+            Some(async_graphql::Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if get("code").as_deref() != Some(code::FORBIDDEN) {
+            continue;
+        }
+        let (action, reason) = (get("action").unwrap_or_default(), get("reason").unwrap_or_default());
+        let org = get("organizationId").and_then(|o| uuid::Uuid::parse_str(&o).ok());
+        let field = match e.path.first() {
+            Some(async_graphql::PathSegment::Field(f)) => f.clone(),
+            _ => String::new(),
+        };
+        let event = Event::new(AuditAction::AccessDenied, org, Some(viewer.user.id)).details(serde_json::json!({
+            "action": action, "reason": reason, "viewerRole": get("viewerRole"), "policy": get("policy"), "field": field,
+        }));
+        state.audit.record(format!("access_denied:{action}:{reason}"), event).await;
+    }
+    for (action, org) in grants {
+        let event = Event::new(AuditAction::PlatformAdminAccess, *org, Some(viewer.user.id))
+            .details(serde_json::json!({ "action": action.as_str(), "mutation": mutation }));
+        let org = org.map(|o| o.to_string()).unwrap_or_default();
+        state.audit.record(format!("platform_admin:{}:{org}", action.as_str()), event).await;
+    }
+}

@@ -1,0 +1,466 @@
+//! Live updates: the changes subscriptions hear about, and how they travel.
+//!
+//! A mutation describes what it changed as [`LiveEvent`]s. On PostgreSQL it announces
+//! them with `pg_notify` inside its own transaction — so nothing is announced unless it
+//! commits, and notifications arrive in commit order — and every server process's
+//! listener ([`listen`]) hands them to its [`Bus`]. On SQLite (one process) they go
+//! straight to the bus after the commit. The bus fans each event out to the subscribers
+//! of its organization; each subscriber decides, with the viewer's role at delivery time,
+//! what (if anything) the event means to them (`graphql::subscription`).
+
+pub mod listen;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, Utc};
+use entity::{course, track};
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// The PostgreSQL channel live events travel on.
+pub const CHANNEL: &str = "coursegraph_live";
+
+/// PostgreSQL refuses notification payloads of 8000 bytes or more: a larger event travels
+/// without its row, which each process's listener then reads once.
+const MAX_PAYLOAD: usize = 7900;
+
+/// Events a subscriber may fall behind by before it misses some (at-most-once delivery).
+const TOPIC_CAPACITY: usize = 1024;
+
+/// What happened to a row.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    #[serde(rename = "c")]
+    Created,
+    #[serde(rename = "u")]
+    Updated,
+    #[serde(rename = "d")]
+    Deleted,
+}
+
+/// What decides whether a course is readable, as it was before a change.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseState {
+    #[serde(rename = "p")]
+    pub is_published: bool,
+    #[serde(rename = "i")]
+    pub instructor_id: Option<Uuid>,
+}
+
+impl CourseState {
+    pub fn of(c: &course::Model) -> Self {
+        Self { is_published: c.is_published, instructor_id: c.instructor_id }
+    }
+}
+
+/// One committed change, as subscribers hear of it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LiveEvent {
+    Course {
+        op: Op,
+        organization_id: Uuid,
+        course_id: Uuid,
+        /// The course before the change (none when it was created).
+        before: Option<CourseState>,
+        /// The course after the change (none when it was deleted).
+        after: Option<Arc<course::Model>>,
+    },
+    Track {
+        op: Op,
+        organization_id: Uuid,
+        course_id: Uuid,
+        track_id: Uuid,
+        /// The track after the change (none when it was deleted).
+        after: Option<Arc<track::Model>>,
+    },
+}
+
+impl LiveEvent {
+    pub fn organization_id(&self) -> Uuid {
+        match self {
+            LiveEvent::Course { organization_id, .. } | LiveEvent::Track { organization_id, .. } => *organization_id,
+        }
+    }
+
+    pub fn course_created(c: &course::Model) -> Self {
+        LiveEvent::Course {
+            op: Op::Created,
+            organization_id: c.organization_id,
+            course_id: c.id,
+            before: None,
+            after: Some(Arc::new(c.clone())),
+        }
+    }
+
+    pub fn course_updated(before: &course::Model, after: &course::Model) -> Self {
+        LiveEvent::Course {
+            op: Op::Updated,
+            organization_id: after.organization_id,
+            course_id: after.id,
+            before: Some(CourseState::of(before)),
+            after: Some(Arc::new(after.clone())),
+        }
+    }
+
+    pub fn course_deleted(before: &course::Model) -> Self {
+        LiveEvent::Course {
+            op: Op::Deleted,
+            organization_id: before.organization_id,
+            course_id: before.id,
+            before: Some(CourseState::of(before)),
+            after: None,
+        }
+    }
+
+    pub fn track(op: Op, t: &track::Model) -> Self {
+        LiveEvent::Track {
+            op,
+            organization_id: t.organization_id,
+            course_id: t.course_id,
+            track_id: t.id,
+            after: (op != Op::Deleted).then(|| Arc::new(t.clone())),
+        }
+    }
+}
+
+/// Announces `events` on PostgreSQL, inside the caller's transaction: listeners hear of
+/// them only if it commits. Nothing on SQLite (see [`Bus::committed`]).
+pub async fn notify(db: &impl ConnectionTrait, events: &[LiveEvent]) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    for e in events {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), encode(e).into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Subscribers by organization: one broadcast topic per organization with a listener.
+pub struct Bus {
+    topics: Mutex<HashMap<Uuid, broadcast::Sender<Arc<LiveEvent>>>>,
+    /// SQLite: this process is the only writer, events are sent after commit.
+    local: bool,
+}
+
+impl Bus {
+    pub fn new(backend: DbBackend) -> Self {
+        Self { topics: Mutex::new(HashMap::new()), local: backend != DbBackend::Postgres }
+    }
+
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, broadcast::Sender<Arc<LiveEvent>>>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Listens to the events of `organization`.
+    pub fn subscribe(&self, organization: Uuid) -> broadcast::Receiver<Arc<LiveEvent>> {
+        let mut topics = self.topics();
+        // Forget topics nobody listens to any more (their subscriptions ended).
+        if topics.len() > 64 {
+            topics.retain(|_, t| t.receiver_count() > 0);
+        }
+        topics.entry(organization).or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0).subscribe()
+    }
+
+    /// Delivers an event to this process's subscribers of its organization.
+    pub fn deliver(&self, event: LiveEvent) {
+        let org = event.organization_id();
+        let topics = self.topics();
+        if let Some(t) = topics.get(&org) {
+            // An error only means nobody is listening right now.
+            let _ = t.send(Arc::new(event));
+        }
+    }
+
+    /// After a commit: on SQLite, delivers `events` here (on PostgreSQL the listener
+    /// delivers them, to every process, from the notifications sent in the transaction).
+    pub fn committed(&self, events: Vec<LiveEvent>) {
+        if self.local {
+            events.into_iter().for_each(|e| self.deliver(e));
+        }
+    }
+
+    /// Subscribers listening in this process (for metrics).
+    pub fn subscribers(&self) -> usize {
+        self.topics().values().map(|t| t.receiver_count()).sum()
+    }
+}
+
+/// A course row on the wire (the entity is a storage type; this is its stable encoding).
+#[derive(Serialize, Deserialize)]
+struct CourseRow {
+    id: Uuid,
+    org: Uuid,
+    instructor: Option<Uuid>,
+    title: String,
+    description: Option<String>,
+    category: Option<String>,
+    difficulty: String,
+    duration: Option<f64>,
+    unit: Option<String>,
+    price: String,
+    published: bool,
+    metadata: Option<serde_json::Value>,
+    created: DateTime<Utc>,
+    updated: DateTime<Utc>,
+}
+
+impl From<&course::Model> for CourseRow {
+    fn from(c: &course::Model) -> Self {
+        Self {
+            id: c.id,
+            org: c.organization_id,
+            instructor: c.instructor_id,
+            title: c.title.clone(),
+            description: c.description.clone(),
+            category: c.category.clone(),
+            difficulty: c.difficulty_level.as_str().to_owned(),
+            duration: c.estimated_duration,
+            unit: c.duration_unit.clone(),
+            price: c.price.to_string(),
+            published: c.is_published,
+            metadata: c.metadata.clone(),
+            created: c.created_at,
+            updated: c.updated_at,
+        }
+    }
+}
+
+impl CourseRow {
+    fn into_model(self) -> Option<course::Model> {
+        Some(course::Model {
+            id: self.id,
+            organization_id: self.org,
+            instructor_id: self.instructor,
+            title: self.title,
+            description: self.description,
+            category: self.category,
+            difficulty_level: entity::Difficulty::from_db(&self.difficulty)?,
+            estimated_duration: self.duration,
+            duration_unit: self.unit,
+            price: self.price.parse::<Decimal>().ok()?,
+            is_published: self.published,
+            metadata: self.metadata,
+            created_at: self.created,
+            updated_at: self.updated,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrackRow {
+    id: Uuid,
+    org: Uuid,
+    course: Uuid,
+    name: String,
+    description: Option<String>,
+    position: i32,
+    created: DateTime<Utc>,
+    updated: DateTime<Utc>,
+}
+
+impl From<&track::Model> for TrackRow {
+    fn from(t: &track::Model) -> Self {
+        Self {
+            id: t.id,
+            org: t.organization_id,
+            course: t.course_id,
+            name: t.name.clone(),
+            description: t.description.clone(),
+            position: t.position,
+            created: t.created_at,
+            updated: t.updated_at,
+        }
+    }
+}
+
+impl From<TrackRow> for track::Model {
+    fn from(t: TrackRow) -> Self {
+        Self {
+            id: t.id,
+            organization_id: t.org,
+            course_id: t.course,
+            name: t.name,
+            description: t.description,
+            position: t.position,
+            created_at: t.created,
+            updated_at: t.updated,
+        }
+    }
+}
+
+/// A notification's payload: the event, with its row unless that would not fit.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "k")]
+enum Wire {
+    #[serde(rename = "c")]
+    Course {
+        op: Op,
+        org: Uuid,
+        id: Uuid,
+        before: Option<CourseState>,
+        row: Option<CourseRow>,
+        /// The row was left out for size: read it.
+        #[serde(default)]
+        fetch: bool,
+    },
+    #[serde(rename = "t")]
+    Track {
+        op: Op,
+        org: Uuid,
+        course: Uuid,
+        id: Uuid,
+        row: Option<TrackRow>,
+        #[serde(default)]
+        fetch: bool,
+    },
+}
+
+fn encode(e: &LiveEvent) -> String {
+    let wire = |with_row: bool| match e {
+        LiveEvent::Course { op, organization_id, course_id, before, after } => Wire::Course {
+            op: *op,
+            org: *organization_id,
+            id: *course_id,
+            before: *before,
+            row: after.as_deref().filter(|_| with_row).map(CourseRow::from),
+            fetch: !with_row && after.is_some(),
+        },
+        LiveEvent::Track { op, organization_id, course_id, track_id, after } => Wire::Track {
+            op: *op,
+            org: *organization_id,
+            course: *course_id,
+            id: *track_id,
+            row: after.as_deref().filter(|_| with_row).map(TrackRow::from),
+            fetch: !with_row && after.is_some(),
+        },
+    };
+    let full = serde_json::to_string(&wire(true)).unwrap_or_default();
+    if full.len() <= MAX_PAYLOAD { full } else { serde_json::to_string(&wire(false)).unwrap_or_default() }
+}
+
+/// A decoded notification: the event, and whether its row must still be read.
+pub struct Decoded {
+    pub event: LiveEvent,
+    pub fetch: bool,
+}
+
+pub fn decode(payload: &str) -> Option<Decoded> {
+    Some(match serde_json::from_str::<Wire>(payload).ok()? {
+        Wire::Course { op, org, id, before, row, fetch } => Decoded {
+            event: LiveEvent::Course {
+                op,
+                organization_id: org,
+                course_id: id,
+                before,
+                after: match row {
+                    Some(r) => Some(Arc::new(r.into_model()?)),
+                    None => None,
+                },
+            },
+            fetch,
+        },
+        Wire::Track { op, org, course, id, row, fetch } => Decoded {
+            event: LiveEvent::Track {
+                op,
+                organization_id: org,
+                course_id: course,
+                track_id: id,
+                after: row.map(|r| Arc::new(r.into())),
+            },
+            fetch,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn course(description: &str) -> course::Model {
+        let now = Utc::now();
+        course::Model {
+            id: Uuid::now_v7(),
+            organization_id: Uuid::now_v7(),
+            instructor_id: Some(Uuid::now_v7()),
+            title: "Rust".into(),
+            description: Some(description.into()),
+            category: None,
+            difficulty_level: entity::Difficulty::Advanced,
+            estimated_duration: Some(1.5),
+            duration_unit: Some("h".into()),
+            price: Decimal::new(4990, 2),
+            is_published: true,
+            metadata: Some(serde_json::json!({ "k": [1, 2] })),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_notification_payloads() {
+        let before = course("old");
+        let mut after = before.clone();
+        after.is_published = false;
+        for e in [
+            LiveEvent::course_created(&before),
+            LiveEvent::course_updated(&before, &after),
+            LiveEvent::course_deleted(&before),
+        ] {
+            let d = decode(&encode(&e)).unwrap();
+            assert!(!d.fetch);
+            assert_eq!(d.event, e);
+        }
+        let t = track::Model {
+            id: Uuid::now_v7(),
+            organization_id: before.organization_id,
+            course_id: before.id,
+            name: "One".into(),
+            description: None,
+            position: 3,
+            created_at: before.created_at,
+            updated_at: before.updated_at,
+        };
+        for op in [Op::Created, Op::Updated, Op::Deleted] {
+            let e = LiveEvent::track(op, &t);
+            assert_eq!(decode(&encode(&e)).unwrap().event, e);
+        }
+    }
+
+    #[test]
+    fn a_row_too_large_for_a_notification_travels_without_it() {
+        let big = course(&"x".repeat(10_000));
+        let payload = encode(&LiveEvent::course_created(&big));
+        assert!(payload.len() < MAX_PAYLOAD, "{}", payload.len());
+        let d = decode(&payload).unwrap();
+        assert!(d.fetch);
+        let LiveEvent::Course { after, course_id, .. } = d.event else { panic!() };
+        assert!(after.is_none());
+        assert_eq!(course_id, big.id);
+    }
+
+    #[test]
+    fn the_bus_delivers_to_the_event_s_organization_only() {
+        let bus = Bus::new(DbBackend::Sqlite);
+        let c = course("d");
+        let mut mine = bus.subscribe(c.organization_id);
+        let mut other = bus.subscribe(Uuid::now_v7());
+        bus.committed(vec![LiveEvent::course_created(&c)]);
+        assert!(matches!(mine.try_recv().as_deref(), Ok(LiveEvent::Course { op: Op::Created, .. })));
+        assert!(other.try_recv().is_err());
+        let pg = Bus::new(DbBackend::Postgres);
+        let mut r = pg.subscribe(c.organization_id);
+        pg.committed(vec![LiveEvent::course_created(&c)]);
+        assert!(r.try_recv().is_err(), "on PostgreSQL only the listener delivers");
+    }
+}
