@@ -411,6 +411,18 @@ impl RequestDb {
         Ok(std::mem::take(&mut *rls.changes.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
+    /// Between the events of a subscription: commits the transaction the last event's reads
+    /// opened (row-level security), so none stays open while the subscription waits; the
+    /// next statement begins another, under the tenancy as it is then.
+    pub async fn end_unit(&self) -> Result<(), DbErr> {
+        let Some(rls) = &self.rls else { return Ok(()) };
+        let mut state = rls.txn.lock().await;
+        if let TxnState::Open(txn) = std::mem::replace(&mut *state, TxnState::Idle) {
+            txn.commit().await?;
+        }
+        Ok(())
+    }
+
     /// A transaction for a mutation's unit of work (every write goes through one): a
     /// savepoint in the request's transaction under row-level security.
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {

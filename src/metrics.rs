@@ -28,6 +28,8 @@ struct Inner {
     db_pool_size: IntGauge,
     db_pool_idle: IntGauge,
     jwks_fetches: IntGauge,
+    ws_connections: IntGauge,
+    subscriptions: IntGauge,
     jwks_fetch_failures: IntGauge,
     operation_names: std::sync::Mutex<HashSet<String>>,
 }
@@ -108,6 +110,14 @@ impl Metrics {
             jwks_fetch_failures: reg!(
                 IntGauge::new("jwks_fetch_failures_total", "JWKS fetches that failed").expect("valid")
             ),
+            ws_connections: reg!(
+                IntGauge::new("ws_connections", "Open GraphQL WebSocket connections (after connection_ack)")
+                    .expect("valid")
+            ),
+            subscriptions: reg!(
+                IntGauge::new("ws_operations", "Operations running on WebSocket connections (mostly subscriptions)")
+                    .expect("valid")
+            ),
             operation_names: std::sync::Mutex::new(HashSet::new()),
             registry,
         }))
@@ -139,6 +149,14 @@ impl Metrics {
 
     pub fn unauthenticated(&self, reason: &str) {
         self.0.unauthenticated.with_label_values(&[reason]).inc();
+    }
+
+    pub fn ws_connections(&self, delta: i64) {
+        self.0.ws_connections.add(delta);
+    }
+
+    pub fn subscriptions(&self, delta: i64) {
+        self.0.subscriptions.add(delta);
     }
 
     pub fn provisioned(&self, kind: &str) {

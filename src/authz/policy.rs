@@ -491,6 +491,18 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Mutation", "inviteMember", Guarded(ManageMembers)),
         ("Mutation", "revokeInvitation", Guarded(ManageMembers)),
         ("Mutation", "acceptInvitation", Guarded(AcceptInvitation)),
+        // Subscription: entry points, each checked when it starts and at every event.
+        ("Subscription", "courseChanges", Guarded(ReadCourse)),
+        ("Subscription", "trackChanges", Guarded(ReadCourse)),
+        // The changes: the payload is a Course / Track, guarded field by field as ever.
+        ("CourseChange", "kind", Parent),
+        ("CourseChange", "courseId", Parent),
+        ("CourseChange", "organizationId", Parent),
+        ("CourseChange", "course", Parent),
+        ("TrackChange", "kind", Parent),
+        ("TrackChange", "trackId", Parent),
+        ("TrackChange", "courseId", Parent),
+        ("TrackChange", "track", Parent),
         // Viewer: the signed-in user's own view.
         ("Viewer", "user", Authenticated),
         ("Viewer", "memberships", Authenticated),

@@ -41,9 +41,13 @@ pub struct RequestContext {
     /// Empty for an anonymous request (only introspection and `__typename` work then).
     pub viewer: ViewerCell,
     pub db: RequestDb,
-    pub loaders: Loaders,
+    /// Shared with the operation's subscription streams, which start each event afresh.
+    pub loaders: Arc<Loaders>,
     pub cache: Arc<ContextCache>,
     pub bus: Arc<Bus>,
+    /// On a WebSocket connection: bumped whenever the connection re-read its viewer (a
+    /// membership or role changed), so subscriptions re-evaluate what they may deliver.
+    pub viewer_version: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl RequestContext {
@@ -55,8 +59,8 @@ impl RequestContext {
         bus: Arc<Bus>,
         max_page_size: i32,
     ) -> Self {
-        let loaders = Loaders::new(db.clone(), viewer.clone(), max_page_size);
-        Self { request_id, viewer, db, loaders, cache, bus }
+        let loaders = Arc::new(Loaders::new(db.clone(), viewer.clone(), max_page_size));
+        Self { request_id, viewer, db, loaders, cache, bus, viewer_version: None }
     }
 
     /// After a committed write: fresh loaders, the context cache told what changed, the

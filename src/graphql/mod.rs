@@ -8,6 +8,7 @@ pub mod lookup;
 pub mod mutation;
 pub mod query;
 pub mod schema;
+pub mod subscription;
 pub mod types;
 pub mod validate;
 pub mod visibility;

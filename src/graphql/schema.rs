@@ -1,11 +1,11 @@
 //! `build_schema()`: the one schema the server, the `schema` command and the tests share.
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
 
-use super::{limits::ComplexityProbe, mutation::Mutation, query::Query};
+use super::{limits::ComplexityProbe, mutation::Mutation, query::Query, subscription::Subscription};
 use crate::config::{InvitationConfig, Limits};
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Options that change how the schema executes (not its shape).
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ impl Default for SchemaOptions {
 pub fn build_schema(opts: &SchemaOptions) -> AppSchema {
     // Tokens, aliases, directives and depth are checked before execution by
     // `limits::Preflight`; complexity, which needs the schema, by async-graphql itself.
-    let mut b = Schema::build(Query, Mutation::default(), EmptySubscription)
+    let mut b = Schema::build(Query, Mutation::default(), Subscription)
         .limit_complexity(opts.limits.max_complexity)
         .data(opts.settings);
     if !opts.introspection {
@@ -53,5 +53,5 @@ pub fn sdl() -> String {
 /// The same schema without a complexity limit, reporting each document's complexity:
 /// used only to tell a client whose document was refused how complex it was.
 pub fn build_probe_schema() -> AppSchema {
-    Schema::build(Query, Mutation::default(), EmptySubscription).extension(ComplexityProbe).finish()
+    Schema::build(Query, Mutation::default(), Subscription).extension(ComplexityProbe).finish()
 }

@@ -29,6 +29,9 @@ const APPLICATION_JSON: &str = "application/json";
 pub async fn graphql(req: &Request, body: Body, Data(state): Data<&Arc<AppState>>) -> Response {
     let started = Instant::now();
     let request_id = request_id(req);
+    if req.method() == Method::GET && super::ws::is_upgrade(req) {
+        return super::ws::upgrade(req, state.clone(), request_id).await;
+    }
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -317,32 +320,13 @@ async fn authenticate(
     let Some(h) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
     if h.len() > limits.max_auth_header_bytes {
         // Refused before any parsing: an oversized header is never looked at.
-        return Err(unauthenticated(
-            state,
-            media,
-            AuthReason::TokenMalformed,
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        ));
+        refused(state, AuthReason::TokenMalformed);
+        return Err(unauthenticated(media, AuthReason::TokenMalformed, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
     }
-    let token = h
-        .to_str()
-        .ok()
-        .and_then(|s| s.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return Err(unauthenticated(state, media, AuthReason::TokenMalformed, StatusCode::UNAUTHORIZED));
-    };
-    let claims = match state.verifier.verify(token).await {
-        Ok(c) => c,
-        Err(e) => return Err(unauthenticated(state, media, e.reason, StatusCode::UNAUTHORIZED)),
-    };
-    let auth = &state.config.auth;
-    let identity = identity_from_claims(&claims, &auth.claims, &auth.role_map, auth.platform_admin_role.as_deref());
     let active_header = req.headers().get("x-organization-id").and_then(|v| v.to_str().ok());
-    match state.provisioner.viewer(&identity, active_header).await {
-        Ok(v) => Ok(Some(Arc::new(v))),
+    match sign_in(state, h.to_str().unwrap_or(""), active_header).await {
+        Ok(s) => Ok(Some(s.viewer)),
+        Err(AppError::Unauthenticated(e)) => Err(unauthenticated(media, e.reason, StatusCode::UNAUTHORIZED)),
         Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
             // The database is down or the pool exhausted: fail fast, and say which request.
             let mut err = app_error(e);
@@ -355,9 +339,42 @@ async fn authenticate(
     }
 }
 
-fn unauthenticated(state: &AppState, media: &str, reason: AuthReason, status: StatusCode) -> Response {
+/// A signed-in viewer and when their token stops being accepted.
+pub struct SignedIn {
+    pub viewer: Arc<Viewer>,
+    /// The token's `exp` plus the allowed leeway, in seconds since the epoch.
+    pub valid_until: Option<u64>,
+}
+
+/// `Authorization` value (`Bearer <jwt>`) → a verified token → the provisioned viewer,
+/// with `active_header` (X-Organization-Id) choosing the active organization. Shared by
+/// HTTP and WebSocket; a refused token is UNAUTHENTICATED with its reason (counted and
+/// logged here, once).
+pub async fn sign_in(state: &AppState, authorization: &str, active_header: Option<&str>) -> Result<SignedIn, AppError> {
+    let token = authorization
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty());
+    let verified = match token {
+        None => Err(AuthReason::TokenMalformed),
+        Some(t) => state.verifier.verify(t).await.map_err(|e| e.reason),
+    };
+    let claims = verified.inspect_err(|r| refused(state, *r)).map_err(AppError::unauthenticated)?;
+    let auth = &state.config.auth;
+    let identity = identity_from_claims(&claims, &auth.claims, &auth.role_map, auth.platform_admin_role.as_deref());
+    let viewer = state.provisioner.viewer(&identity, active_header).await?;
+    let valid_until = claims.get("exp").and_then(|e| e.as_f64()).map(|e| e.max(0.0) as u64 + auth.leeway_secs);
+    Ok(SignedIn { viewer: Arc::new(viewer), valid_until })
+}
+
+/// Counts and logs a refused token.
+pub fn refused(state: &AppState, reason: AuthReason) {
     state.metrics.unauthenticated(reason.as_str());
     tracing::info!(target: "audit", event = "auth.refused", reason = reason.as_str(), "token refused");
+}
+
+fn unauthenticated(media: &str, reason: AuthReason, status: StatusCode) -> Response {
     let mut resp = error_response(status, media, vec![app_error(AppError::unauthenticated(reason))]);
     let challenge = if reason == AuthReason::TokenMissing {
         "Bearer".to_owned()

@@ -5,6 +5,7 @@ pub mod exec;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -42,5 +43,29 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint + 'static {
         }
         m
     });
-    app.with_if(cors.is_some(), cors.unwrap_or_default()).boxed()
+    let enabled = cors.is_some();
+    app.with_if(enabled, cors.unwrap_or_default())
+        .before(move |req| async move { Ok(same_origin(req, enabled)) })
+        .boxed()
+}
+
+/// A request from the server's own origin (GraphiQL at `/`, its WebSocket) is not
+/// cross-origin: its `Origin` header is dropped before the CORS check, which would
+/// otherwise refuse every origin not in COURSEGRAPH_CORS_ORIGINS, this one included.
+fn same_origin(mut req: poem::Request, cors: bool) -> poem::Request {
+    if !cors {
+        return req;
+    }
+    let headers = req.headers();
+    let own = match (headers.get(poem::http::header::ORIGIN), headers.get(poem::http::header::HOST)) {
+        (Some(o), Some(h)) => {
+            let (o, h) = (o.to_str().unwrap_or(""), h.to_str().unwrap_or(""));
+            !h.is_empty() && (o == format!("http://{h}") || o == format!("https://{h}"))
+        }
+        _ => false,
+    };
+    if own {
+        req.headers_mut().remove(poem::http::header::ORIGIN);
+    }
+    req
 }
