@@ -19,7 +19,10 @@
     "}",
     "",
   ].join("\n");
-  var fetcher = GraphiQL.createFetcher({ url: window.location.origin + "/graphql" });
+  // Subscriptions go over a WebSocket to the same path (graphql-transport-ws); the Headers
+  // tab's values become its connection_init payload, so the same Authorization works.
+  var wsUrl = (window.location.protocol === "https:" ? "wss://" : "ws://") + window.location.host + "/graphql";
+  var fetcher = GraphiQL.createFetcher({ url: window.location.origin + "/graphql", subscriptionUrl: wsUrl });
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
   root.render(
     React.createElement(GraphiQL, {

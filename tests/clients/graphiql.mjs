@@ -1,5 +1,6 @@
 // GraphiQL, served by coursegraph itself, in headless Chromium with no internet access:
-// set the Authorization header in the Headers tab, run the default query, read the result.
+// set the Authorization header in the Headers tab, run the default query, read the result;
+// then run a subscription and see an event arrive over the WebSocket.
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
@@ -48,6 +49,30 @@ try {
   const text = await response.innerText();
   assert.match(text, /"activeRole": "ADMIN"/);
   assert.match(text, /"slug": "acme"/);
+
+  // A subscription, over the WebSocket, with the same Authorization header.
+  const query = page.locator(".graphiql-query-editor .CodeMirror").first();
+  await query.click();
+  await page.keyboard.press("Control+A");
+  await page.keyboard.press("Delete");
+  await page.keyboard.insertText("subscription Live { courseChanges { kind course { title } } }");
+  // GraphiQL re-parses the document (and its operation name) after a short pause.
+  await page.waitForTimeout(1000);
+  await page.locator("button.graphiql-execute-button").click();
+  await page.waitForTimeout(1000);
+  const r = await fetch(`${base}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({
+      query: 'mutation { createCourse(input: { title: "Seen in GraphiQL", difficultyLevel: BEGINNER, isPublished: true }) { id } }',
+    }),
+  });
+  assert.equal(r.status, 200);
+  await response.getByText("Seen in GraphiQL").waitFor({ timeout: 20000 });
+  const live = await response.innerText();
+  assert.match(live, /"kind": "ADDED"/);
+  console.log("ok - GraphiQL ran a subscription over the WebSocket and showed the event");
+
   assert.deepEqual(offsite, [], "GraphiQL tried to reach another origin");
   assert.deepEqual(pageErrors, [], "the page threw");
   console.log("ok - GraphiQL ran the query with the Authorization header and showed the result");

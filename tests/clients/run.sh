@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the real-client suites against a freshly started coursegraph:
-#   graphql-http's audit, Apollo Client in Node, GraphiQL in headless Chromium, schemathesis.
+#   graphql-http's audit, Apollo Client in Node, subscriptions with graphql-ws and Apollo's
+#   GraphQLWsLink, GraphiQL in headless Chromium (a query and a subscription), schemathesis.
 # Usage: tests/clients/run.sh [path/to/coursegraph]   (default: target/debug/coursegraph)
 # Needs: node + `npm ci` here, /usr/bin/chromium, and `schemathesis` on PATH (.ci/run installs them).
 set -euo pipefail
@@ -41,6 +42,8 @@ echo "== graphql-http audit"
 node audit.mjs
 echo "== Apollo Client"
 node apollo.mjs
+echo "== subscriptions: graphql-ws and Apollo Client's GraphQLWsLink"
+node subscriptions.mjs
 echo "== GraphiQL in headless Chromium"
 node graphiql.mjs
 echo "== schemathesis"
