@@ -32,6 +32,8 @@ pub struct AppState {
     pub provisioner: Provisioner,
     /// Live events for this process's subscribers.
     pub bus: Arc<crate::live::Bus>,
+    /// This process's multiplexed subscriptions.
+    pub hub: Arc<crate::http::multiplex::Hub>,
     /// Rate-limited audit records (ACCESS_DENIED, PLATFORM_ADMIN_ACCESS).
     pub audit: Arc<crate::audit::RateLimited>,
     pub metrics: Metrics,
@@ -55,6 +57,8 @@ impl AppState {
             }
             _ => {}
         }
+        let (groups, listening) = self.hub.counts();
+        self.metrics.set_live(groups, listening);
         if let Some(j) = self.verifier.jwks() {
             let (f, e) = j.fetch_counts();
             self.metrics.set_jwks(f, e);
@@ -149,6 +153,7 @@ impl App {
                 verifier,
                 provisioner,
                 bus,
+                hub: Arc::default(),
                 audit,
                 metrics,
                 apq,

@@ -30,6 +30,8 @@ struct Inner {
     jwks_fetches: IntGauge,
     ws_connections: IntGauge,
     subscriptions: IntGauge,
+    live_subscribers: IntGauge,
+    live_groups: IntGauge,
     jwks_fetch_failures: IntGauge,
     operation_names: std::sync::Mutex<HashSet<String>>,
 }
@@ -118,6 +120,14 @@ impl Metrics {
                 IntGauge::new("ws_operations", "Operations running on WebSocket connections (mostly subscriptions)")
                     .expect("valid")
             ),
+            live_subscribers: reg!(
+                IntGauge::new("live_subscribers", "Subscriptions listening for live events in this process")
+                    .expect("valid")
+            ),
+            live_groups: reg!(
+                IntGauge::new("live_groups", "Groups of identical subscriptions, each executed once per event")
+                    .expect("valid")
+            ),
             operation_names: std::sync::Mutex::new(HashSet::new()),
             registry,
         }))
@@ -157,6 +167,11 @@ impl Metrics {
 
     pub fn subscriptions(&self, delta: i64) {
         self.0.subscriptions.add(delta);
+    }
+
+    pub fn set_live(&self, groups: usize, subscribers: usize) {
+        self.0.live_groups.set(groups as i64);
+        self.0.live_subscribers.set(subscribers as i64);
     }
 
     pub fn provisioned(&self, kind: &str) {

@@ -48,6 +48,8 @@ pub struct RequestContext {
     /// On a WebSocket connection: bumped whenever the connection re-read its viewer (a
     /// membership or role changed), so subscriptions re-evaluate what they may deliver.
     pub viewer_version: Option<tokio::sync::watch::Receiver<u64>>,
+    /// On a WebSocket connection: where the subscription's resolver says it listens.
+    pub live_target: Option<Arc<std::sync::OnceLock<crate::live::LiveTarget>>>,
 }
 
 impl RequestContext {
@@ -60,7 +62,7 @@ impl RequestContext {
         max_page_size: i32,
     ) -> Self {
         let loaders = Arc::new(Loaders::new(db.clone(), viewer.clone(), max_page_size));
-        Self { request_id, viewer, db, loaders, cache, bus, viewer_version: None }
+        Self { request_id, viewer, db, loaders, cache, bus, viewer_version: None, live_target: None }
     }
 
     /// After a committed write: fresh loaders, the context cache told what changed, the

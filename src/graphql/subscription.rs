@@ -22,10 +22,10 @@ use super::{
 };
 use crate::{
     auth::Viewer,
-    authz::{Action, Decision, Resource, Subject as _, guard, policy},
+    authz::{Action, Resource, Subject as _, guard, policy},
     db::{RequestDb, Tenancy},
     error::{AppError, AppResult},
-    live::{CourseState, LiveEvent, Op},
+    live::{CourseState, LiveEvent, LiveTarget, Op},
 };
 
 /// How a change looks from where the viewer stands.
@@ -89,6 +89,7 @@ impl Subscription {
         }
         guard::require(viewer.as_ref(), Action::ReadCourse, &Resource::Organization { id: org })?;
         let topic = ctx.request()?.bus.subscribe(org);
+        watch.listening(LiveTarget { organization_id: org, course_id: None });
         Ok(futures_util::stream::unfold(CourseStream { watch, org, topic, done: false }, |mut s| async move {
             let item = s.next().await?;
             Some((item, s))
@@ -108,6 +109,7 @@ impl Subscription {
         let id = parse_id("courseId", &course_id)?;
         let c = lookup::course(ctx, id, Action::ReadCourse).await?;
         let topic = ctx.request()?.bus.subscribe(c.organization_id);
+        watch.listening(LiveTarget { organization_id: c.organization_id, course_id: Some(c.id) });
         let s =
             TrackStream { watch, org: c.organization_id, course: c.id, state: CourseState::of(&c), topic, done: false };
         Ok(futures_util::stream::unfold(s, |mut s| async move {
@@ -123,6 +125,7 @@ struct Watch {
     version: watch::Receiver<u64>,
     loaders: Arc<Loaders>,
     db: RequestDb,
+    target: Option<Arc<std::sync::OnceLock<LiveTarget>>>,
 }
 
 impl Watch {
@@ -131,11 +134,24 @@ impl Watch {
         let version = r.viewer_version.clone().ok_or_else(|| {
             AppError::bad_input("query", "subscriptions need a WebSocket (graphql-transport-ws) on /graphql")
         })?;
-        Ok(Self { viewer: r.viewer.clone(), version, loaders: r.loaders.clone(), db: r.db.clone() })
+        Ok(Self {
+            viewer: r.viewer.clone(),
+            version,
+            loaders: r.loaders.clone(),
+            db: r.db.clone(),
+            target: r.live_target.clone(),
+        })
+    }
+
+    /// Tells the transport where this subscription now listens.
+    fn listening(&self, target: LiveTarget) {
+        if let Some(t) = &self.target {
+            let _ = t.set(target);
+        }
     }
 
     fn viewer(&self) -> AppResult<Arc<Viewer>> {
-        self.viewer.get().ok_or(AppError::internal("a subscription without a viewer"))
+        self.viewer.get().ok_or_else(|| AppError::internal("a subscription without a viewer"))
     }
 
     /// Between events: the last one's reads are done, so the next starts afresh (new
@@ -152,19 +168,8 @@ impl Watch {
     /// FORBIDDEN (MEMBERSHIP_INACTIVE) once the viewer no longer actively belongs to `org`.
     fn still_member(&self, org: Uuid) -> AppResult<Arc<Viewer>> {
         let v = self.viewer()?;
-        if v.effective_role(org).is_some() {
-            return Ok(v);
-        }
-        let rule = policy::rule(Action::ReadCourse);
-        Err(AppError::forbidden(Decision {
-            allowed: false,
-            reason: policy::AccessReason::MembershipInactive,
-            action: Action::ReadCourse,
-            required_roles: rule.required_roles(),
-            viewer_role: v.membership(org).map(|m| m.role),
-            organization_id: Some(org),
-            policy: rule.name,
-        }))
+        guard::require(v.as_ref(), Action::ReadCourse, &Resource::Organization { id: org })?;
+        Ok(v)
     }
 }
 

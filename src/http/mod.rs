@@ -5,6 +5,7 @@ pub mod exec;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
+pub mod multiplex;
 pub mod ws;
 
 use std::sync::Arc;

@@ -5,9 +5,10 @@
 //! The connection authenticates once, from `connection_init`'s `Authorization` (else the
 //! upgrade request's header), exactly as HTTP does; a refused token closes the socket
 //! with 4403 and the UNAUTHENTICATED reason, and so does the token's expiry later. Every
-//! `subscribe` gets its own operation task and context; the connection task owns the
-//! socket, forwards what the tasks produce, and re-reads the viewer whenever one of their
-//! memberships changes (so subscriptions judge each event with the viewer as they are).
+//! subscription joins a group of identical subscribers (`multiplex`), every query or
+//! mutation gets its own task; the connection task owns the socket, forwards what groups
+//! and tasks produce, and re-reads the viewer whenever one of their memberships changes —
+//! then each subscription ends or moves to the group of the viewer as they are now.
 
 use std::{
     collections::HashMap,
@@ -15,27 +16,28 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use async_graphql::{Request as GqlRequest, Response as GqlResponse, ServerError, parser::types::OperationType};
+use async_graphql::{Request as GqlRequest, ServerError, parser::types::OperationType};
 use futures_util::{SinkExt as _, StreamExt as _};
 use poem::{
     FromRequest, IntoResponse, Request, RequestBody, Response,
     http::{StatusCode, header},
-    web::websocket::{CloseCode, Message, WebSocket, WebSocketStream},
+    web::websocket::{CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream},
 };
 use serde_json::{Value, json};
-use tokio::{
-    sync::{mpsc, watch},
-    task::AbortHandle,
-    time::Instant,
-};
+use tokio::{sync::mpsc, task::AbortHandle, time::Instant};
 use tracing::Instrument as _;
 
-use super::exec::{self, ComplexityProbe};
+use super::{
+    exec,
+    multiplex::{GroupKey, Membership, Out, Subscriber},
+};
 use crate::{
     app::AppState,
     auth::{AuthReason, Viewer, cache::Signal},
+    authz::{Action, Resource, guard},
     error::AppError,
     graphql::context::ViewerCell,
+    live::share::{self, ViewerClass},
 };
 
 /// The one subprotocol spoken.
@@ -85,7 +87,17 @@ pub async fn upgrade(req: &Request, state: Arc<AppState>, request_id: String) ->
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let upgrade_auth = header("authorization");
     let upgrade_org = header("x-organization-id");
+    let max = state.config.limits.max_body_bytes;
+    // Small buffers (the defaults are 128 KiB each way per connection, which 10,000 idle
+    // subscribers would pay for), and messages no larger than an HTTP body may be.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 << 20)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
     ws.protocols([PROTOCOL])
+        .config(config)
         .on_upgrade(move |socket| async move {
             let conn = Connection { state, request_id, upgrade_auth, upgrade_org };
             conn.serve(socket, offered).await;
@@ -102,13 +114,6 @@ struct Connection {
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream, Message>;
 type Source = futures_util::stream::SplitStream<WebSocketStream>;
-
-/// What an operation task hands the connection.
-enum Out {
-    Text(String),
-    /// The operation is over (after `complete` or `error`): forget it.
-    Done(String, String),
-}
 
 async fn close(sink: &mut Sink, code: u16, reason: &str) {
     let _ = sink.send(Message::close_with(CloseCode::from(code), reason.to_owned())).await;
@@ -167,10 +172,10 @@ impl Connection {
     async fn run(&self, mut sink: Sink, mut source: Source, viewer: Arc<Viewer>, valid_until: Option<u64>) {
         let user = viewer.user.id;
         let cell = ViewerCell::new(Some(viewer));
-        let (version_tx, version_rx) = watch::channel(0u64);
         let mut signals = self.state.provisioner.cache().signals();
-        let (out_tx, mut out_rx) = mpsc::channel::<Out>(256);
-        let mut ops: HashMap<String, AbortHandle> = HashMap::new();
+        // Room for a burst of events on every subscription a connection may hold.
+        let (out_tx, mut out_rx) = mpsc::channel::<Out>(4 * self.state.config.max_subscriptions_per_connection + 16);
+        let mut subs = Subs { entries: HashMap::new(), next_token: 0 };
         let expiry = expiry_instant(valid_until);
         let expired = tokio::time::sleep_until(expiry);
         tokio::pin!(expired);
@@ -193,36 +198,30 @@ impl Connection {
                         "pong" => {}
                         "connection_init" => break close(&mut sink, 4429, "Too many initialisation requests").await,
                         "complete" => {
-                            if let Some(op) = msg["id"].as_str().and_then(|id| ops.remove(id)) {
-                                op.abort();
-                                self.state.metrics.subscriptions(-1);
+                            if let Some(id) = msg["id"].as_str() {
+                                self.drop_sub(&mut subs, id);
                             }
                         }
                         "subscribe" => {
                             let (Some(id), Ok(request)) = (
-                                msg["id"].as_str().filter(|id| !id.is_empty()).map(str::to_owned),
+                                msg["id"].as_str().filter(|id| !id.is_empty()).map(Arc::<str>::from),
                                 serde_json::from_value::<GqlRequest>(msg["payload"].clone()),
                             ) else {
                                 break close(&mut sink, 4400, "Invalid message received").await;
                             };
-                            if ops.contains_key(&id) {
+                            if subs.entries.contains_key(&id) {
                                 break close(&mut sink, 4409, &format!("Subscriber for {id} already exists")).await;
                             }
-                            if ops.len() >= limit {
-                                let e = exec::app_error(AppError::TooComplex { what: "subscriptions", limit, actual: ops.len() + 1 });
+                            if subs.entries.len() >= limit {
+                                let e = exec::app_error(AppError::TooComplex { what: "subscriptions", limit, actual: subs.entries.len() + 1 });
                                 if sink.send(Message::text(error_message(&id, &[e]))).await.is_err() { break }
                                 continue;
                             }
-                            let op = Operation {
-                                state: self.state.clone(),
-                                request_id: self.request_id.clone(),
-                                viewer: cell.clone(),
-                                version: version_rx.clone(),
-                                out: out_tx.clone(),
-                                id: id.clone(),
-                            };
-                            ops.insert(id, tokio::spawn(op.run(request)).abort_handle());
-                            self.state.metrics.subscriptions(1);
+                            if let Some(refusal) = self.start(&mut subs, &cell, &out_tx, id.clone(), request)
+                                && sink.send(Message::text(refusal)).await.is_err()
+                            {
+                                break;
+                            }
                         }
                         _ => break close(&mut sink, 4400, "Invalid message received").await,
                     }
@@ -230,11 +229,15 @@ impl Connection {
                 Some(out) = out_rx.recv() => {
                     let text = match out {
                         Out::Text(t) => t,
-                        Out::Done(id, t) => {
-                            if ops.remove(&id).is_some() {
-                                self.state.metrics.subscriptions(-1);
-                            }
-                            t
+                        Out::Next { id, token, payload } => {
+                            if !subs.is_current(&id, token) { continue }
+                            next_frame(&id, &payload)
+                        }
+                        Out::Done { id, token, text } => {
+                            if !subs.is_current(&id, token) { continue }
+                            subs.entries.remove(&id);
+                            self.state.metrics.subscriptions(-1);
+                            text
                         }
                     };
                     if sink.send(Message::text(text)).await.is_err() { break }
@@ -248,8 +251,10 @@ impl Connection {
                         // Resynchronising, or fell behind on signals: re-read to be sure.
                         Ok(Signal::Resync) | Err(_) => true,
                     };
-                    if concerned {
-                        self.refresh(&cell, &version_tx).await;
+                    if concerned && self.refresh(&cell).await {
+                        for frame in self.regroup(&mut subs, &cell, &out_tx) {
+                            if sink.send(Message::text(frame)).await.is_err() { break }
+                        }
                     }
                 }
                 _ = &mut expired => {
@@ -261,26 +266,186 @@ impl Connection {
                 }
             }
         }
-        for (_, op) in ops.drain() {
-            op.abort();
-            self.state.metrics.subscriptions(-1);
+        let ids: Vec<Arc<str>> = subs.entries.keys().cloned().collect();
+        for id in ids {
+            self.drop_sub(&mut subs, &id);
         }
     }
 
-    /// Re-reads the viewer (a membership, role or organization of theirs changed) and
-    /// tells the subscriptions, which re-evaluate what they may deliver.
-    async fn refresh(&self, cell: &ViewerCell, version: &watch::Sender<u64>) {
-        let Some(v) = cell.get() else { return };
+    /// Starts `subscribe` `id`: a subscription joins its group, anything else runs as its
+    /// own task. Returns the frame to send at once when the document is refused.
+    fn start(
+        &self,
+        subs: &mut Subs,
+        cell: &ViewerCell,
+        out: &mpsc::Sender<Out>,
+        id: Arc<str>,
+        mut request: GqlRequest,
+    ) -> Option<String> {
+        let token = subs.token();
+        let op_type = match self.state.preflight.check(&mut request) {
+            Ok(t) => t,
+            Err(e) => return Some(error_message(&id, &[e])),
+        };
+        self.state.metrics.subscriptions(1);
+        if op_type == Some(OperationType::Subscription) {
+            let operation = request.operation_name.clone();
+            let shared = match request.parsed_query() {
+                Ok(doc) => share::role_determined(doc, operation.as_deref()),
+                Err(_) => false,
+            };
+            let spec = Spec { query: request.query, operation, variables: request.variables };
+            let sub = self.join(cell, out, id.clone(), spec, shared)?;
+            subs.entries.insert(id, Sub::Live(sub));
+        } else {
+            let op = Operation {
+                state: self.state.clone(),
+                request_id: self.request_id.clone(),
+                viewer: cell.get(),
+                out: out.clone(),
+                id: id.clone(),
+                token,
+            };
+            subs.entries.insert(id, Sub::Op { token, task: tokio::spawn(op.run(request)).abort_handle() });
+        }
+        None
+    }
+
+    /// Joins the group of this viewer's class for the subscription `spec`.
+    fn join(
+        &self,
+        cell: &ViewerCell,
+        out: &mpsc::Sender<Out>,
+        id: Arc<str>,
+        spec: Spec,
+        shared: bool,
+    ) -> Option<LiveSub> {
+        let viewer = cell.get()?;
+        let key =
+            GroupKey::new(&spec.query, spec.operation.as_deref(), &spec.variables, ViewerClass::of(&viewer, shared));
+        let mut request = spec.request();
+        // Parsed before (and cached): this only attaches the document.
+        let _ = self.state.preflight.check(&mut request);
+        let subscriber = Subscriber { id, out: out.clone() };
+        let membership = self.state.hub.join(&self.state, key, request, viewer, &self.request_id, subscriber);
+        Some(LiveSub { membership, spec, shared })
+    }
+
+    fn drop_sub(&self, subs: &mut Subs, id: &str) {
+        match subs.entries.remove(id) {
+            Some(Sub::Op { task, .. }) => task.abort(),
+            Some(Sub::Live(l)) => self.state.hub.leave(&l.membership),
+            None => return,
+        }
+        self.state.metrics.subscriptions(-1);
+    }
+
+    /// After the viewer was re-read: a subscription of an organization they no longer
+    /// actively belong to ends (FORBIDDEN, MEMBERSHIP_INACTIVE); one whose viewer class
+    /// changed moves to the group of the new class. Returns the frames to send.
+    fn regroup(&self, subs: &mut Subs, cell: &ViewerCell, out: &mpsc::Sender<Out>) -> Vec<String> {
+        let Some(v) = cell.get() else { return Vec::new() };
+        let mut frames = Vec::new();
+        let live: Vec<Arc<str>> =
+            subs.entries.iter().filter(|(_, s)| matches!(s, Sub::Live(_))).map(|(id, _)| id.clone()).collect();
+        for id in live {
+            let Some(Sub::Live(l)) = subs.entries.get(&id) else { continue };
+            if let Some(t) = l.membership.group.target()
+                && let Err(e) =
+                    guard::require(&v, Action::ReadCourse, &Resource::Organization { id: t.organization_id })
+            {
+                frames.push(error_message(&id, &[exec::app_error(e)]));
+                self.drop_sub(subs, &id);
+                continue;
+            }
+            if ViewerClass::of(&v, l.shared) == *l.membership.group.key().class() {
+                continue;
+            }
+            let Some(Sub::Live(old)) = subs.entries.remove(&id) else { continue };
+            self.state.hub.leave(&old.membership);
+            match self.join(cell, out, id.clone(), old.spec, old.shared) {
+                Some(new) => {
+                    subs.entries.insert(id, Sub::Live(new));
+                }
+                None => self.state.metrics.subscriptions(-1),
+            }
+        }
+        frames
+    }
+
+    /// Re-reads the viewer (a membership, role or organization of theirs changed).
+    /// Returns whether it could.
+    async fn refresh(&self, cell: &ViewerCell) -> bool {
+        let Some(v) = cell.get() else { return false };
         let db = exec::request_db(&self.state, Some(&v));
         let reloaded = crate::auth::provision::reload_viewer(&db, &v).await;
         let _ = db.finish().await;
         match reloaded {
             Ok(next) => {
                 cell.set(Arc::new(next));
-                version.send_modify(|n| *n += 1);
+                true
             }
-            Err(e) => tracing::warn!(error = e.message(), "websocket: could not re-read the viewer"),
+            Err(e) => {
+                tracing::warn!(error = e.message(), "websocket: could not re-read the viewer");
+                false
+            }
         }
+    }
+}
+
+/// A connection's operations, by subscription id.
+struct Subs {
+    entries: HashMap<Arc<str>, Sub>,
+    next_token: u64,
+}
+
+impl Subs {
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Whether `token` is the current operation under `id` (a frame of an operation that
+    /// ended or moved is stale).
+    fn is_current(&self, id: &str, token: u64) -> bool {
+        match self.entries.get(id) {
+            Some(Sub::Op { token: t, .. }) => *t == token,
+            Some(Sub::Live(l)) => l.membership.token == token,
+            None => false,
+        }
+    }
+}
+
+enum Sub {
+    /// A query or mutation, running.
+    Op {
+        token: u64,
+        task: AbortHandle,
+    },
+    Live(LiveSub),
+}
+
+struct LiveSub {
+    membership: Membership,
+    /// Kept to join another group when the viewer's class changes.
+    spec: Spec,
+    shared: bool,
+}
+
+/// A subscription's document and variables.
+struct Spec {
+    query: String,
+    operation: Option<String>,
+    variables: async_graphql::Variables,
+}
+
+impl Spec {
+    fn request(&self) -> GqlRequest {
+        let mut r = GqlRequest::new(self.query.clone()).variables(self.variables.clone());
+        if let Some(op) = &self.operation {
+            r = r.operation_name(op.clone());
+        }
+        r
     }
 }
 
@@ -327,70 +492,49 @@ fn expiry_instant(valid_until: Option<u64>) -> Instant {
     }
 }
 
-fn error_message(id: &str, errors: &[ServerError]) -> String {
+pub fn error_message(id: &str, errors: &[ServerError]) -> String {
     json!({ "id": id, "type": "error", "payload": errors }).to_string()
 }
 
-fn next_message(id: &str, resp: &GqlResponse) -> String {
-    json!({ "id": id, "type": "next", "payload": resp }).to_string()
+/// A `next` frame around an already serialized payload (one group's payload is shared by
+/// all its members: only the id differs).
+fn next_frame(id: &str, payload: &str) -> String {
+    let id = serde_json::to_string(id).unwrap_or_default();
+    let mut s = String::with_capacity(payload.len() + id.len() + 36);
+    s.push_str(r#"{"id":"#);
+    s.push_str(&id);
+    s.push_str(r#","type":"next","payload":"#);
+    s.push_str(payload);
+    s.push('}');
+    s
 }
 
-fn complete_message(id: &str) -> String {
+pub fn complete_message(id: &str) -> String {
     json!({ "id": id, "type": "complete" }).to_string()
 }
 
-/// One `subscribe`: a subscription's stream of events, or a query or mutation's answer.
+/// A query or mutation sent over the socket: its answer, then `complete`.
 struct Operation {
     state: Arc<AppState>,
     request_id: String,
-    viewer: ViewerCell,
-    version: watch::Receiver<u64>,
+    viewer: Option<Arc<Viewer>>,
     out: mpsc::Sender<Out>,
-    id: String,
+    id: Arc<str>,
+    token: u64,
 }
 
 impl Operation {
-    async fn run(self, mut request: GqlRequest) {
+    async fn run(self, request: GqlRequest) {
         let state = &self.state;
-        let op_type = match state.preflight.check(&mut request) {
-            Ok(t) => t,
-            Err(e) => return self.fail(vec![e]).await,
-        };
-        if op_type != Some(OperationType::Subscription) {
-            let mut resp = exec::operation(state, &self.request_id, self.viewer.get(), request).await;
-            let flags = exec::settle_errors(state, &self.request_id, &mut resp);
-            if flags.request_error || (resp.data == async_graphql::Value::Null && !resp.errors.is_empty()) {
-                return self.fail(resp.errors).await;
-            }
-            let _ = self.out.send(Out::Text(next_message(&self.id, &resp))).await;
-            let _ = self.out.send(Out::Done(self.id.clone(), complete_message(&self.id))).await;
+        let mut resp = exec::operation(state, &self.request_id, self.viewer.clone(), request).await;
+        let flags = exec::settle_errors(state, &self.request_id, &mut resp);
+        let done = |text| Out::Done { id: self.id.clone(), token: self.token, text };
+        if flags.request_error || (resp.data == async_graphql::Value::Null && !resp.errors.is_empty()) {
+            let _ = self.out.send(done(error_message(&self.id, &resp.errors))).await;
             return;
         }
-        let db = exec::request_db(state, self.viewer.get().as_deref());
-        let mut ctx = exec::context(state, &self.request_id, self.viewer.clone(), db.clone());
-        ctx.viewer_version = Some(self.version.clone());
-        let mut probe = Some(ComplexityProbe::of(&request));
-        let mut stream = state.schema.execute_stream(request.data(ctx));
-        while let Some(mut resp) = stream.next().await {
-            if let Some(p) = probe.take() {
-                p.explain(state, &mut resp.errors).await;
-            }
-            exec::settle_errors(state, &self.request_id, &mut resp);
-            // Refused before it started, or ended by an error (NOT_FOUND, FORBIDDEN …): the
-            // protocol's `error`, after which nothing more comes for this id.
-            if resp.data == async_graphql::Value::Null && !resp.errors.is_empty() {
-                let _ = db.finish().await;
-                return self.fail(resp.errors).await;
-            }
-            if self.out.send(Out::Text(next_message(&self.id, &resp))).await.is_err() {
-                return;
-            }
-        }
-        let _ = db.finish().await;
-        let _ = self.out.send(Out::Done(self.id.clone(), complete_message(&self.id))).await;
-    }
-
-    async fn fail(&self, errors: Vec<ServerError>) {
-        let _ = self.out.send(Out::Done(self.id.clone(), error_message(&self.id, &errors))).await;
+        let payload = serde_json::to_string(&resp).unwrap_or_default();
+        let _ = self.out.send(Out::Text(next_frame(&self.id, &payload))).await;
+        let _ = self.out.send(done(complete_message(&self.id))).await;
     }
 }

@@ -9,6 +9,7 @@
 //! what (if anything) the event means to them (`graphql::subscription`).
 
 pub mod listen;
+pub mod share;
 
 use std::{
     collections::HashMap,
@@ -32,6 +33,14 @@ const MAX_PAYLOAD: usize = 7900;
 
 /// Events a subscriber may fall behind by before it misses some (at-most-once delivery).
 const TOPIC_CAPACITY: usize = 1024;
+
+/// What a running subscription watches, once its resolver has checked it may.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LiveTarget {
+    pub organization_id: Uuid,
+    /// For `trackChanges`: the course.
+    pub course_id: Option<Uuid>,
+}
 
 /// What happened to a row.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

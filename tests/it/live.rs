@@ -545,3 +545,61 @@ async fn on_postgres_events_reach_subscribers_of_every_server_process() {
         other => panic!("{other:?} after {:?}", started.elapsed()),
     }
 }
+
+/// A gauge of the app's /metrics.
+async fn gauge(app: &TestApp, name: &str) -> f64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(-1.0)
+}
+
+#[tokio::test]
+async fn subscribers_share_an_execution_only_when_the_policy_cannot_tell_them_apart() {
+    let w = World::new().await;
+    let (max, mo) = (w.app.token("max", Some("acme"), Some("member")), w.app.token("mo", Some("acme"), Some("member")));
+    for t in [&max, &mo] {
+        w.app.data(t, "{ me { activeRole } }", json!({})).await;
+    }
+    // Mia also runs an organization of her own, where Ian is a member: there she is his
+    // ADMIN, so she may read his email; Max may not.
+    let own =
+        w.app.data(&w.member, "mutation { createOrganization(input: { name: \"Mia's\" }) { id } }", json!({})).await;
+    let ian = w.app.data(&w.instructor, "{ me { user { id } } }", json!({})).await["me"]["user"]["id"].clone();
+    let add =
+        "mutation($o: ID!, $u: ID!) { addMember(input: { organizationId: $o, userId: $u, role: MEMBER }) { id } }";
+    w.app.data(&w.member, add, json!({ "o": own["createOrganization"]["id"], "u": ian })).await;
+    let acme = w.app.data(&w.admin, "{ organization { id } }", json!({})).await["organization"]["id"].clone();
+    let private =
+        "subscription($o: ID) { courseChanges(organizationId: $o) { course { title instructor { email } } } }";
+    let public = "subscription($o: ID) { courseChanges(organizationId: $o) { kind course { title } } }";
+    let mut mia = ws::connect(&w.addr(), &w.member).await;
+    let mut maxs = ws::connect(&w.addr(), &max).await;
+    let mut mos = ws::connect(&w.addr(), &mo).await;
+    mia.subscribe("p", private, json!({ "o": acme })).await;
+    maxs.subscribe("p", private, json!({ "o": acme })).await;
+    maxs.subscribe("s", public, json!({ "o": acme })).await;
+    mos.subscribe("s", public, json!({ "o": acme })).await;
+    let start = Instant::now();
+    while gauge(&w.app, "coursegraph_live_subscribers").await < 4.0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "subscriptions not listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Max and Mo share the public document's execution; the private one is per user.
+    assert_eq!(gauge(&w.app, "coursegraph_live_groups").await, 3.0);
+    w.create(&w.instructor, "Taught by Ian", true).await;
+    let seen = mia.next_payload("p").await;
+    assert_eq!(seen["data"]["courseChanges"]["course"]["instructor"]["email"], "ian@example.com", "{seen}");
+    let mut max_frames = vec![maxs.recv().await, maxs.recv().await];
+    max_frames.sort_by_key(|f| format!("{f:?}"));
+    for f in max_frames {
+        let Frame::Msg(m) = f else { panic!("{f:?}") };
+        if m["id"] == "p" {
+            let c = &m["payload"]["data"]["courseChanges"]["course"];
+            assert_eq!(c["instructor"]["email"], Value::Null, "{m}");
+            assert_eq!(m["payload"]["errors"][0]["extensions"]["reason"], "NOT_SELF");
+        } else {
+            assert_eq!(m["payload"]["data"]["courseChanges"]["course"]["title"], "Taught by Ian");
+        }
+    }
+    let p = mos.next_payload("s").await;
+    assert_eq!(change(&p)["kind"], "ADDED");
+}
