@@ -4,6 +4,8 @@
 //! seen (N users across M new organizations); run again with the same tokens for the
 //! warm case. W4: `writes` — an instructor creates a track, reorders the course's
 //! tracks, and deletes the new track again, in a loop, one course per connection.
+//! L1: `live` — many subscribers of one organization's `courseChanges` over WebSocket,
+//! then one course change at a time: how long until every subscriber has it.
 //! Prints one JSON line: requests, errors, req/s, p50/p90/p99/max in milliseconds.
 
 use std::{
@@ -58,6 +60,21 @@ enum Workload {
         /// Seconds to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// L1: subscribers of `courseChanges` (distinct members of `org`, `per_connection`
+    /// subscriptions per WebSocket), then `changes` course updates, one at a time.
+    Live {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 1)]
+        per_connection: usize,
+        #[arg(long, default_value_t = 10)]
+        changes: usize,
+        /// The server's pid, for its RSS.
+        #[arg(long)]
+        pid: Option<u32>,
     },
 }
 
@@ -152,6 +169,146 @@ async fn finish(
     report(phase, lat, errors, elapsed)
 }
 
+/// The server's resident set size and its high-water mark, in MiB.
+fn rss(pid: Option<u32>) -> (Option<f64>, Option<f64>) {
+    let Some(text) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok()) else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The server's CPU time so far (user + system), in seconds (Linux: /proc/PID/stat).
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// A gauge from the server's /metrics.
+async fn gauge(client: &Client, metrics: &str, name: &str) -> Option<f64> {
+    let text = client.http.get(metrics).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// L1: see [`Workload::Live`].
+async fn live(args: &Args, client: &Client, org: &str, subscribers: usize, per_connection: usize, changes: usize, pid: Option<u32>) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
+    let metrics = args.metrics.clone().expect("--metrics is needed to know when every subscriber listens");
+    let ws_url = args.url.replacen("http", "ws", 1);
+    let connections = subscribers.div_ceil(per_connection);
+    let admin = token(&args.secret, "live-bench-admin", org, "admin");
+    let course = client
+        .gql(&admin, "{ organization { courses(first: 1, filter: { published: true }) { nodes { id } } } }", json!({}))
+        .await
+        .expect("a published course");
+    let course = course["data"]["organization"]["courses"]["nodes"][0]["id"].as_str().expect("course id").to_owned();
+    let (rss0, _) = rss(pid);
+    let receipts: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::new(std::sync::Mutex::new(Vec::with_capacity(subscribers * changes)));
+    let ready = Arc::new(AtomicUsize::new(0));
+    // Connections open at most 64 at a time: the first sight of each member is a write.
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let n = per_connection.min(subscribers - c * per_connection);
+        let (t, url, receipts, ready, gate) =
+            (token(&args.secret, &format!("live-bench-{c:05}"), org, "member"), ws_url.clone(), receipts.clone(), ready.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.expect("gate");
+            let mut req = url.into_client_request().expect("url");
+            req.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("connect");
+            let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {t}") } });
+            ws.send(Message::text(init.to_string())).await.expect("init");
+            match ws.next().await {
+                Some(Ok(Message::Text(m))) if m.contains("connection_ack") => {}
+                other => panic!("no ack: {other:?}"),
+            }
+            for i in 0..n {
+                let sub = json!({ "id": i.to_string(), "type": "subscribe", "payload": {
+                    "query": "subscription { courseChanges { kind courseId course { id title } } }" } });
+                ws.send(Message::text(sub.to_string())).await.expect("subscribe");
+            }
+            drop(permit);
+            ready.fetch_add(n, Ordering::Relaxed);
+            let mut mine = Vec::new();
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m {
+                    if t.contains("\"next\"") {
+                        mine.push(Instant::now());
+                        if mine.len() == n * changes {
+                            break;
+                        }
+                    } else {
+                        panic!("unexpected frame: {t}");
+                    }
+                }
+            }
+            receipts.lock().unwrap().extend(mine);
+        }));
+    }
+    while ready.load(Ordering::Relaxed) < subscribers {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    // Every subscription listens on the server before the first change.
+    while gauge(client, &metrics, "coursegraph_live_subscribers").await.unwrap_or(0.0) < subscribers as f64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (rss_idle, _) = rss(pid);
+    // What the server spends with every subscriber connected and nothing happening.
+    let idle0 = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_cpu_ms_per_s = idle0.zip(cpu_seconds(pid)).map(|(a, b)| (b - a) * 1e3 / 2.0);
+    let cpu0 = cpu_seconds(pid);
+    let mut sent = Vec::new();
+    for k in 0..changes {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let t0 = Instant::now();
+        client
+            .gql(&admin, "mutation($c: ID!, $t: String!) { updateCourse(id: $c, input: { title: $t }) { id } }", json!({ "c": course, "t": format!("Live {k}") }))
+            .await
+            .expect("change");
+        sent.push(t0);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for t in tasks {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, t).await;
+    }
+    let (_, rss_peak) = rss(pid);
+    // The server's CPU per change (everything it did while the changes were delivered).
+    // (Less what it spends idle over the 1.5 s between changes.)
+    let cpu_per_change_ms = cpu0
+        .zip(cpu_seconds(pid))
+        .map(|(a, b)| (b - a) * 1e3 / changes as f64 - idle_cpu_ms_per_s.unwrap_or(0.0) * 1.5);
+    let receipts = receipts.lock().unwrap().clone();
+    // Each receipt belongs to the latest change sent before it.
+    let mut lat: Vec<Duration> = receipts
+        .iter()
+        .filter_map(|r| sent.iter().rev().find(|s| *s <= r).map(|s| *r - *s))
+        .collect();
+    lat.sort();
+    let pct = |p: f64| lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0);
+    println!(
+        "{}",
+        json!({
+            "workload": "L1", "subscribers": subscribers, "connections": connections, "changes": changes,
+            "expected": subscribers * changes, "received": lat.len(), "connect_s": connect_s,
+            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": lat.last().map(|d| d.as_secs_f64() * 1e3),
+            "server_cpu_ms_per_change": cpu_per_change_ms, "server_idle_cpu_ms_per_s": idle_cpu_ms_per_s, "rss_before_mib": rss0, "rss_subscribed_mib": rss_idle, "rss_peak_mib": rss_peak,
+        })
+    );
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
@@ -159,8 +316,12 @@ async fn main() {
         http: reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build().expect("client"),
         url: args.url.clone(),
     });
-    match args.workload {
+    match &args.workload {
+        Workload::Live { org, subscribers, per_connection, changes, pid } => {
+            live(&args, &client, org, *subscribers, *per_connection, *changes, *pid).await;
+        }
         Workload::FirstSight { prefix, users, orgs } => {
+            let (users, orgs) = (*users, *orgs);
             let tokens: Arc<Vec<String>> = Arc::new(
                 (0..users)
                     .map(|i| {
@@ -207,6 +368,7 @@ async fn main() {
             }
         }
         Workload::Writes { sub, org, seconds } => {
+            let seconds = *seconds;
             let t = Arc::new(token(&args.secret, &sub, &org, "instructor"));
             // The courses this instructor teaches, one per connection.
             let courses = client
