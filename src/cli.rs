@@ -1,8 +1,8 @@
-//! The command line: `serve` (default), `migrate`, `schema`, `token`, `seed`.
+//! The command line: `serve` (default), `migrate`, `schema`, `token`, `seed`, `doctor`.
 
 use clap::{Parser, Subcommand};
 
-use crate::{config::ConfigArgs, seed::SeedArgs, token::TokenArgs};
+use crate::{config::ConfigArgs, doctor::DoctorArgs, seed::SeedArgs, token::TokenArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +33,9 @@ pub enum Command {
     Token(Box<TokenArgs>),
     /// Fill the database with a small demo data set (idempotent) and print tokens for it.
     Seed(SeedArgs),
+    /// Explain why a token is refused or an operation denied, check by check; writes nothing.
+    /// Exit code 0: accepted (and every field of --query allowed); 1: not; 2: usage error.
+    Doctor(Box<DoctorArgs>),
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ pub struct ConfigArgs {
           value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub introspection: Option<bool>,
 
+    /// Serve the access doctor at /doctor (default: on in development, off in production).
+    #[arg(long, env = "COURSEGRAPH_DOCTOR", global = true,
+          value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub doctor: Option<bool>,
+
     /// HS256 shared secret, at least 32 bytes.
     #[arg(long, env = "COURSEGRAPH_JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -363,6 +368,8 @@ pub struct Config {
     pub auto_migrate: bool,
     pub environment: Environment,
     pub introspection: bool,
+    /// Whether `/doctor` is served.
+    pub doctor: bool,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub db_max_connections: u32,
@@ -553,6 +560,7 @@ impl Config {
             auto_migrate: args.auto_migrate,
             environment: args.environment,
             introspection: args.introspection.unwrap_or(!production),
+            doctor: args.doctor.unwrap_or(!production),
             auth: AuthConfig {
                 jwt_secret,
                 secret_source,
@@ -589,6 +597,7 @@ impl Config {
             auto_migrate: true,
             environment: Environment::Development,
             introspection: true,
+            doctor: true,
             auth: AuthConfig {
                 jwt_secret: Some(Secret::new(jwt_secret)),
                 secret_source: SecretSource::Configured,

@@ -8,6 +8,7 @@ pub mod bench_data;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod doctor;
 pub mod error;
 pub mod graphql;
 pub mod http;

@@ -13,7 +13,7 @@ use coursegraph::{
     authz,
     cli::{Cli, Command},
     config::Config,
-    db, graphql, seed, telemetry, token,
+    db, doctor, graphql, seed, telemetry, token,
 };
 
 fn main() -> ExitCode {
@@ -49,6 +49,17 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Doctor(args) = &command {
+        // No log output: the report is the output, and nothing of it is secret.
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return ExitCode::from(runtime.block_on(doctor::cli(&config, args)));
+    }
     telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -77,7 +88,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Seed(args) => seed::run(&config, &args).await,
-        Command::Schema | Command::Permissions | Command::Token(_) => unreachable!("handled before the runtime starts"),
+        Command::Schema | Command::Permissions | Command::Token(_) | Command::Doctor(_) => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

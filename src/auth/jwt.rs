@@ -132,28 +132,7 @@ impl Verifier {
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
         let header = RawHeader::parse(token)?;
-        let (alg, key) = match header.alg.as_str() {
-            "HS256" => match &self.hs_key {
-                Some(k) => (Algorithm::HS256, k.clone()),
-                // A JWKS-only server never accepts HMAC: that is the classic
-                // "sign with the public key as HMAC secret" confusion.
-                None => return Err(AuthReason::AlgorithmNotAllowed.into()),
-            },
-            "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "EdDSA" => {
-                let Some(jwks) = &self.jwks else {
-                    return Err(AuthReason::AlgorithmNotAllowed.into());
-                };
-                let alg: Algorithm = header.alg.parse().map_err(|_| AuthReason::AlgorithmNotAllowed)?;
-                match jwks.key(header.kid.as_deref(), alg).await {
-                    KeyLookup::Found(k) => (alg, k),
-                    KeyLookup::WrongAlgorithm => return Err(AuthReason::AlgorithmNotAllowed.into()),
-                    KeyLookup::Unknown => return Err(AuthReason::UnknownKey.into()),
-                }
-            }
-            // `none`, HS384/512 and anything unknown.
-            _ => return Err(AuthReason::AlgorithmNotAllowed.into()),
-        };
-
+        let (alg, key) = self.key_for(&header).await?;
         let mut v = Validation::new(alg);
         v.leeway = self.leeway;
         v.validate_exp = true;
@@ -194,6 +173,53 @@ impl Verifier {
         }
         Ok(claims)
     }
+
+    /// The key `header` asks for, with the algorithm taken from that key. HS256 is only
+    /// ever the shared secret, an asymmetric algorithm only a JWKS key of exactly it.
+    pub(crate) async fn key_for(&self, header: &RawHeader) -> Result<(Algorithm, Arc<DecodingKey>), AuthError> {
+        Ok(match header.alg.as_str() {
+            "HS256" => match &self.hs_key {
+                Some(k) => (Algorithm::HS256, k.clone()),
+                // A JWKS-only server never accepts HMAC: that is the classic
+                // "sign with the public key as HMAC secret" confusion.
+                None => return Err(AuthReason::AlgorithmNotAllowed.into()),
+            },
+            "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "EdDSA" => {
+                let Some(jwks) = &self.jwks else {
+                    return Err(AuthReason::AlgorithmNotAllowed.into());
+                };
+                let alg: Algorithm = header.alg.parse().map_err(|_| AuthReason::AlgorithmNotAllowed)?;
+                match jwks.key(header.kid.as_deref(), alg).await {
+                    KeyLookup::Found(k) => (alg, k),
+                    KeyLookup::WrongAlgorithm => return Err(AuthReason::AlgorithmNotAllowed.into()),
+                    KeyLookup::Unknown => return Err(AuthReason::UnknownKey.into()),
+                }
+            }
+            // `none`, HS384/512 and anything unknown.
+            _ => return Err(AuthReason::AlgorithmNotAllowed.into()),
+        })
+    }
+
+    /// Checks only the signature of `token` with `key` (no claim is validated): for the
+    /// access doctor, which reports each claim check on its own.
+    pub(crate) fn signature_verifies(token: &str, alg: Algorithm, key: &DecodingKey) -> Result<(), AuthError> {
+        let mut v = Validation::new(alg);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, &v).map(|_| ()).map_err(|e| map_error(e.kind()))
+    }
+
+    /// What the verifier requires of the claims: (issuer, audiences, leeway in seconds).
+    pub fn requirements(&self) -> (Option<&str>, &[String], u64) {
+        (self.issuer.as_deref(), &self.audience, self.leeway)
+    }
+
+    /// Whether an HS256 shared secret, and a JWKS, are configured.
+    pub fn key_sources(&self) -> (bool, bool) {
+        (self.hs_key.is_some(), self.jwks.is_some())
+    }
 }
 
 fn map_error(kind: &ErrorKind) -> AuthError {
@@ -228,13 +254,13 @@ fn payload_has(token: &str, claim: &str) -> bool {
 
 /// The two header fields we read, parsed by hand so that `alg: none` and unknown
 /// algorithms get their own reason instead of a generic parse error.
-struct RawHeader {
-    alg: String,
-    kid: Option<String>,
+pub(crate) struct RawHeader {
+    pub alg: String,
+    pub kid: Option<String>,
 }
 
 impl RawHeader {
-    fn parse(token: &str) -> Result<Self, AuthError> {
+    pub(crate) fn parse(token: &str) -> Result<Self, AuthError> {
         let mut parts = token.split('.');
         let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(AuthReason::TokenMalformed.into());

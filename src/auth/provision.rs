@@ -525,6 +525,15 @@ async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Option<&str>) ->
     Ok(Some(Found { user, memberships, pending_invitations }))
 }
 
+/// The user `identity` names and every membership, as provisioning would find them —
+/// read only, nothing created or touched (the access doctor's view).
+pub async fn existing(
+    db: &impl ConnectionTrait,
+    identity: &Identity,
+) -> AppResult<Option<(UserRecord, Vec<MembershipRecord>)>> {
+    Ok(load(db, Key::Identity(identity), None).await?.map(|f| (f.user, f.memberships)))
+}
+
 /// The viewer again, after a mutation changed their memberships: same user, fresh
 /// memberships; the active organization stays if it is still active.
 pub async fn reload_viewer(db: &impl ConnectionTrait, v: &Viewer) -> AppResult<Viewer> {

@@ -238,6 +238,30 @@ pub trait Subject {
     }
 }
 
+/// One active member of one organization, as a subject: how `whoCan` asks the policy
+/// about each member.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub organization_id: Uuid,
+    pub role: Role,
+}
+
+impl Subject for Member {
+    fn user_id(&self) -> Uuid {
+        self.user_id
+    }
+    fn is_platform_admin(&self) -> bool {
+        false
+    }
+    fn standing(&self, org: Uuid) -> Option<Standing> {
+        (org == self.organization_id).then_some(Standing::Active(self.role))
+    }
+    fn active_roles(&self) -> Vec<(Uuid, Role)> {
+        vec![(self.organization_id, self.role)]
+    }
+}
+
 /// What an action is asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resource {
@@ -415,6 +439,12 @@ pub fn not_found(action: Action) -> Decision {
     }
 }
 
+/// "A course of this organization that the viewer does not own" (a draft for
+/// READ_DRAFT_COURSE): what a course action is asked about when no course is named.
+pub fn generic_course(organization_id: Uuid, action: Action) -> Resource {
+    Resource::Course { organization_id, instructor_id: None, is_published: action != Action::ReadDraftCourse }
+}
+
 /// Convenience: `check(..).allowed`.
 pub fn allows(subject: &impl Subject, action: Action, resource: &Resource) -> bool {
     check(subject, action, resource).allowed
@@ -475,6 +505,7 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Query", "courses", Guarded(ReadCourse)),
         ("Query", "track", Guarded(ReadCourse)),
         ("Query", "explainAccess", Authenticated),
+        ("Query", "whoCan", Guarded(ManageMembers)),
         // Mutation: operation guards.
         ("Mutation", "createOrganization", Authenticated),
         ("Mutation", "updateOrganization", Guarded(UpdateOrganization)),
@@ -627,6 +658,11 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("AccessDecision", "viewerRole", Authenticated),
         ("AccessDecision", "organizationId", Authenticated),
         ("AccessDecision", "policy", Authenticated),
+        // Reached only through whoCan, which required MANAGE_MEMBERS.
+        ("AccessGrant", "membership", Parent),
+        ("AccessGrant", "reason", Parent),
+        ("AccessGrant", "role", Parent),
+        ("AccessGrant", "policy", Parent),
     ]
 };
 

@@ -92,6 +92,13 @@ impl From<Role> for entity::MembershipRole {
     }
 }
 
+/// Serialized as its GraphQL spelling (`ADMIN`, …), as in every report.
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,7 +145,7 @@ pub async fn explain(ctx: &Context<'_>, action: Action, resource_id: Option<Uuid
             Resource::User { id, organization_ids }
         }
         (target, None) => match viewer.active_organization {
-            Some(org) if target == policy::Target::Course => generic_course(org, action),
+            Some(org) if target == policy::Target::Course => policy::generic_course(org, action),
             Some(org) => Resource::Organization { id: org },
             // No organization to act in.
             None => {
@@ -161,7 +161,7 @@ pub async fn explain(ctx: &Context<'_>, action: Action, resource_id: Option<Uuid
                 }
             } else if known_org(id).await? {
                 match target {
-                    policy::Target::Course => generic_course(id, action),
+                    policy::Target::Course => policy::generic_course(id, action),
                     _ => Resource::Organization { id },
                 }
             } else {
@@ -172,7 +172,73 @@ pub async fn explain(ctx: &Context<'_>, action: Action, resource_id: Option<Uuid
     Ok(policy::check(viewer.as_ref(), action, &resource))
 }
 
-/// "A course of this organization that the viewer does not own" (a draft for READ_DRAFT_COURSE).
-fn generic_course(organization_id: Uuid, action: Action) -> Resource {
-    Resource::Course { organization_id, instructor_id: None, is_published: action != Action::ReadDraftCourse }
+/// `whoCan`: the active members of the resource's organization whom the policy grants
+/// `action` on it, each with the decision. ADMIN only (MANAGE_MEMBERS there): the answer
+/// lists people and their roles. `resource_id` is a course or an organization (for
+/// READ_USER_PRIVATE: a user of the active organization).
+pub async fn who_can(
+    ctx: &Context<'_>,
+    action: Action,
+    resource_id: Uuid,
+) -> AppResult<Vec<(membership::Model, Decision)>> {
+    let viewer = ctx.viewer()?;
+    let (org, resource) = match action.target() {
+        policy::Target::Invitation => {
+            return Err(AppError::bad_input(
+                "action",
+                "whoCan answers organization, course and user actions; an invitation is only ever its invitee's",
+            ));
+        }
+        policy::Target::User => {
+            let org = viewer
+                .active_organization
+                .ok_or_else(|| AppError::bad_input("resourceId", "no active organization: send X-Organization-Id"))?;
+            organization(ctx, org, Action::ManageMembers).await?;
+            let member = membership::Entity::find()
+                .filter(membership::Column::OrganizationId.eq(org))
+                .filter(membership::Column::UserId.eq(resource_id))
+                .one(ctx.db()?)
+                .await?;
+            if member.is_none() {
+                return Err(AppError::not_found("user"));
+            }
+            (org, Resource::User { id: resource_id, organization_ids: vec![org] })
+        }
+        target => match ctx.loaders()?.course_now(resource_id).await? {
+            Some(c) => {
+                organization(ctx, c.organization_id, Action::ManageMembers).await?;
+                let r = match target {
+                    policy::Target::Course => super::types::course::resource(&c),
+                    _ => Resource::Organization { id: c.organization_id },
+                };
+                (c.organization_id, r)
+            }
+            None => {
+                let o = organization(ctx, resource_id, Action::ManageMembers).await?;
+                let r = match target {
+                    policy::Target::Course => policy::generic_course(o.id, action),
+                    _ => Resource::Organization { id: o.id },
+                };
+                (o.id, r)
+            }
+        },
+    };
+    let members = membership::Entity::find()
+        .filter(scope::memberships(viewer.as_ref()))
+        .filter(membership::Column::OrganizationId.eq(org))
+        .filter(membership::Column::IsActive.eq(true))
+        .all(ctx.db()?)
+        .await?;
+    let mut allowed: Vec<_> = members
+        .into_iter()
+        .filter_map(|m| {
+            let who = policy::Member { user_id: m.user_id, organization_id: org, role: m.role.into() };
+            let d = policy::check(&who, action, &resource);
+            d.allowed.then_some((m, d))
+        })
+        .collect();
+    allowed.sort_by(|(a, _), (b, _)| {
+        crate::authz::Role::from(b.role).cmp(&crate::authz::Role::from(a.role)).then(a.joined_at.cmp(&b.joined_at))
+    });
+    Ok(allowed)
 }

@@ -8,7 +8,7 @@ use super::{
     context::ContextExt,
     lookup,
     types::{
-        access::AccessDecision,
+        access::{AccessDecision, AccessGrant},
         connection::{self, CourseConnection, CourseFilter},
         course::Course,
         organization::Organization,
@@ -16,6 +16,7 @@ use super::{
         track::Track,
         viewer::ViewerNode,
     },
+    visibility,
 };
 use crate::{authz::Action, error::AppResult};
 
@@ -115,5 +116,24 @@ impl Query {
     ) -> AppResult<AccessDecision> {
         let id = resource_id.as_ref().map(|r| parse_id("resourceId", r)).transpose()?;
         Ok(lookup::explain(ctx, action, id).await?.into())
+    }
+
+    /// Who may perform `action` on `resourceId` (a course or an organization; for
+    /// READ_USER_PRIVATE, a user of the active organization): the organization's active
+    /// members the policy grants it, highest role first, each with the reason. ADMIN only
+    /// (MANAGE_MEMBERS). Platform admins, who are granted everything, are not listed.
+    #[graphql(visible = "visibility::query_who_can")]
+    async fn who_can(&self, ctx: &Context<'_>, action: Action, resource_id: ID) -> AppResult<Vec<AccessGrant>> {
+        let id = parse_id("resourceId", &resource_id)?;
+        Ok(lookup::who_can(ctx, action, id)
+            .await?
+            .into_iter()
+            .map(|(m, d)| AccessGrant {
+                membership: (&m).into(),
+                reason: d.reason,
+                role: m.role.into(),
+                policy: d.policy.to_owned(),
+            })
+            .collect())
     }
 }

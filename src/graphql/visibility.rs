@@ -25,6 +25,7 @@ visible_fn!(organization_storage_bucket, "Organization", "storageBucket");
 visible_fn!(organization_members, "Organization", "members");
 visible_fn!(organization_invitations, "Organization", "invitations");
 visible_fn!(organization_audit_log, "Organization", "auditLog");
+visible_fn!(query_who_can, "Query", "whoCan");
 visible_fn!(course_metadata, "Course", "metadata");
 visible_fn!(mutation_update_organization, "Mutation", "updateOrganization");
 visible_fn!(mutation_add_member, "Mutation", "addMember");

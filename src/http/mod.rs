@@ -1,6 +1,7 @@
 //! The HTTP surface (CONTRACT §2): routes, the GraphQL endpoint, GraphiQL, health and metrics.
 
 pub mod apq;
+pub mod doctor;
 pub mod exec;
 pub mod graphiql;
 pub mod graphql;
@@ -21,6 +22,8 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint + 'static {
         .at("/graphql", get(graphql::graphql).post(graphql::graphql))
         .at("/", get(graphiql::index))
         .at("/graphiql/:file", get(graphiql::asset))
+        .at("/doctor", get(doctor::page).post(doctor::report))
+        .at("/doctor/:file", get(doctor::asset))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(health::metrics))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the real-client suites against a freshly started coursegraph:
 #   graphql-http's audit, Apollo Client in Node, subscriptions with graphql-ws and Apollo's
-#   GraphQLWsLink, GraphiQL in headless Chromium (a query and a subscription), schemathesis.
+#   GraphQLWsLink, GraphiQL in headless Chromium (a query and a subscription), the /doctor
+#   page in Chromium, schemathesis.
 # Usage: tests/clients/run.sh [path/to/coursegraph]   (default: target/debug/coursegraph)
 # Needs: node + `npm ci` here, /usr/bin/chromium, and `schemathesis` on PATH (.ci/run installs them).
 set -euo pipefail
@@ -46,6 +47,8 @@ echo "== subscriptions: graphql-ws and Apollo Client's GraphQLWsLink"
 node subscriptions.mjs
 echo "== GraphiQL in headless Chromium"
 node graphiql.mjs
+echo "== the /doctor page in headless Chromium"
+node doctor.mjs
 echo "== schemathesis"
 "$here/schemathesis.sh"
 echo "client suites passed"

@@ -261,6 +261,11 @@ fn operations(w: &TwoTenants) -> Vec<(&'static str, &'static str, Value)> {
             "query($c: ID) { explainAccess(action: UPDATE_COURSE, resourceId: $c) { allowed reason organizationId } }",
             json!({ "c": c }),
         ),
+        (
+            "whoCan",
+            "query($c: ID!) { whoCan(action: UPDATE_COURSE, resourceId: $c) { reason role membership { user { id } } } }",
+            json!({ "c": c }),
+        ),
         ("createOrganization", "mutation { createOrganization(input: { name: \"Mine\" }) { id name } }", json!({})),
         (
             "updateOrganization",

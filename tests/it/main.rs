@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod context_cache;
 mod devmode;
+mod doctor;
 mod fixtures;
 mod foundation;
 mod hardening;

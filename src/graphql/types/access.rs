@@ -1,8 +1,11 @@
-//! `AccessDecision`: the policy's answer to `explainAccess`, with its explanation.
+//! `AccessDecision`: the policy's answer to `explainAccess`, with its explanation; and
+//! `AccessGrant`: one member `whoCan` lists.
 
 use async_graphql::{ID, SimpleObject};
 
 use crate::authz::{AccessReason, Action, Decision, Role};
+
+use super::membership::Membership;
 
 /// Whether the viewer may perform an action, and why.
 #[derive(SimpleObject, Debug, Clone)]
@@ -31,4 +34,16 @@ impl From<Decision> for AccessDecision {
             policy: d.policy.to_owned(),
         }
     }
+}
+
+/// A member the policy grants an action, and why (`whoCan`).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AccessGrant {
+    /// The membership (its `user`, `role`) that is granted.
+    pub membership: Membership,
+    /// GRANTED_BY_ROLE, GRANTED_AS_OWNER or GRANTED_AS_SELF.
+    pub reason: AccessReason,
+    pub role: Role,
+    /// The name of the policy rule that decided.
+    pub policy: String,
 }
