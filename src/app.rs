@@ -25,6 +25,8 @@ pub struct AppState {
     pub conn: DatabaseConnection,
     pub statements: StatementCounter,
     pub write_lock: db::WriteLock,
+    /// The streaming read replica queries may read from (COURSEGRAPH_DATABASE_READ_URL).
+    pub replica: Option<Arc<crate::replica::Replica>>,
     /// The role requests run as under PostgreSQL row-level security, if enforced.
     pub db_role: Option<Arc<str>>,
     pub schema: AppSchema,
@@ -88,7 +90,25 @@ impl App {
             db::migrate(&conn).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         db::check_row_level_security(&conn, config.db_role.as_deref()).await?;
-        Self::from_parts(config, conn, statements, metrics)
+        let replica = match &config.database_read_url {
+            Some(url) => {
+                let r = crate::replica::Replica::open(
+                    url,
+                    config.db_max_connections,
+                    config.db_acquire_timeout,
+                    conn.clone(),
+                    config.read_max_lag,
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the read replica (COURSEGRAPH_DATABASE_READ_URL): {e}"))?;
+                r.spawn_monitor();
+                tracing::info!(max_lag_ms = config.read_max_lag.as_millis() as u64, "read replica configured");
+                Some(r)
+            }
+            None => None,
+        };
+        Self::from_parts(config, conn, statements, metrics, replica)
     }
 
     /// Builds on an already-open connection (tests that share a connection use this).
@@ -97,6 +117,7 @@ impl App {
         conn: DatabaseConnection,
         statements: StatementCounter,
         metrics: Metrics,
+        replica: Option<Arc<crate::replica::Replica>>,
     ) -> anyhow::Result<Self> {
         if let SecretSource::DevFile(path) = &config.auth.secret_source {
             tracing::warn!(
@@ -132,6 +153,7 @@ impl App {
                 role_source: config.auth.role_source,
                 default_role: config.auth.default_role,
                 invitations: config.invitations,
+                record_writes: replica.is_some(),
             },
             metrics.clone(),
             cache,
@@ -148,6 +170,7 @@ impl App {
                 conn,
                 statements,
                 write_lock,
+                replica,
                 db_role,
                 schema,
                 verifier,

@@ -54,26 +54,39 @@ fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 
 /// (user j, org, role) of every membership, ranked per organization as seed.sql does.
 pub fn memberships() -> Vec<(i64, i64, &'static str)> {
-    let mut m: Vec<(i64, i64, bool)> = (1..=USERS).map(|j| (j, ((j - 1) % ORGS) + 1, true)).collect();
-    m.extend((10..=USERS).step_by(10).map(|j| (j, ((((j - 1) % ORGS) + 1 + ((j / 10) % 19)) % ORGS) + 1, false)));
+    memberships_at(1)
+}
+
+/// [`memberships`] of the data set `scale` times as large (`scale` × the organizations and
+/// users, by the same rules).
+pub fn memberships_at(scale: i64) -> Vec<(i64, i64, &'static str)> {
+    let (orgs, users) = (ORGS * scale, USERS * scale);
+    let mut m: Vec<(i64, i64, bool)> = (1..=users).map(|j| (j, ((j - 1) % orgs) + 1, true)).collect();
+    m.extend((10..=users).step_by(10).map(|j| (j, ((((j - 1) % orgs) + 1 + ((j / 10) % 19)) % orgs) + 1, false)));
+    let mut by_org: std::collections::BTreeMap<i64, Vec<(i64, bool)>> = std::collections::BTreeMap::new();
+    for (j, org, primary) in m.iter().copied() {
+        by_org.entry(org).or_default().push((j, primary));
+    }
     let mut out = Vec::with_capacity(m.len());
-    for org in 1..=ORGS {
-        let mut members: Vec<&(i64, i64, bool)> = m.iter().filter(|x| x.1 == org).collect();
-        members.sort_by_key(|(j, _, primary)| (!primary, *j));
-        for (rank, (j, _, _)) in members.into_iter().enumerate() {
+    for (org, mut members) in by_org {
+        members.sort_by_key(|(j, primary)| (!primary, *j));
+        for (rank, (j, _)) in members.into_iter().enumerate() {
             let role = match rank {
                 0 => "admin",
                 1..=4 => "instructor",
                 _ => "member",
             };
-            out.push((*j, org, role));
+            out.push((j, org, role));
         }
     }
     out
 }
 
-/// Inserts the data set (idempotent: existing rows are kept). Returns a summary.
-pub async fn load(conn: &DatabaseConnection, issuer: &str) -> anyhow::Result<String> {
+/// Inserts the data set, `scale` times as large (1: the peer's; idempotent: existing rows
+/// are kept). Returns a summary.
+pub async fn load(conn: &DatabaseConnection, issuer: &str, scale: i64) -> anyhow::Result<String> {
+    anyhow::ensure!((1..=1000).contains(&scale), "--scale must be between 1 and 1000");
+    let (orgs, users) = (ORGS * scale, USERS * scale);
     let txn = db::begin_write(conn).await?;
     let epoch = at(2024, 1, 1);
 
@@ -87,7 +100,7 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str) -> anyhow::Result<Str
         entity::organization::Column::CreatedAt,
         entity::organization::Column::UpdatedAt,
     ]);
-    for i in 1..=ORGS {
+    for i in 1..=orgs {
         let created = epoch + Duration::days(i);
         q.values_panic([
             seed_uuid(&format!("org:{i}")).into(),
@@ -101,7 +114,7 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str) -> anyhow::Result<Str
     }
     txn.execute(q.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
 
-    for chunk in (1..=USERS).collect::<Vec<_>>().chunks(250) {
+    for chunk in (1..=users).collect::<Vec<_>>().chunks(250) {
         let mut q = Query::insert();
         q.into_table(entity::user::Entity).columns([
             entity::user::Column::Id,
@@ -131,7 +144,13 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str) -> anyhow::Result<Str
         txn.execute(q.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
     }
 
-    let members = memberships();
+    let members = memberships_at(scale);
+    let mut instructors_of: std::collections::HashMap<i64, Vec<Uuid>> = std::collections::HashMap::new();
+    for (j, org, role) in &members {
+        if *role == "instructor" {
+            instructors_of.entry(*org).or_default().push(seed_uuid(&format!("user:{j}")));
+        }
+    }
     for chunk in members.chunks(250) {
         let mut q = Query::insert();
         q.into_table(entity::membership::Entity).columns([
@@ -157,13 +176,9 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str) -> anyhow::Result<Str
         txn.execute(q.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
     }
 
-    for o in 1..=ORGS {
+    for o in 1..=orgs {
         // seed.sql: the (k % 4)-th instructor of the organization by user id.
-        let mut instructors: Vec<Uuid> = members
-            .iter()
-            .filter(|(_, org, role)| *org == o && *role == "instructor")
-            .map(|(j, _, _)| seed_uuid(&format!("user:{j}")))
-            .collect();
+        let mut instructors = instructors_of.remove(&o).unwrap_or_default();
         instructors.sort();
         let mut cq = Query::insert();
         cq.into_table(entity::course::Entity).columns([
@@ -237,10 +252,10 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str) -> anyhow::Result<Str
         conn.execute_unprepared("VACUUM (ANALYZE) users, organizations, memberships, courses, tracks").await?;
     }
     Ok(format!(
-        "{ORGS} organizations, {USERS} users, {} memberships, {} courses, {} tracks",
+        "{orgs} organizations, {users} users, {} memberships, {} courses, {} tracks",
         members.len(),
-        ORGS * COURSES_PER_ORG,
-        ORGS * COURSES_PER_ORG * TRACKS_PER_COURSE
+        orgs * COURSES_PER_ORG,
+        orgs * COURSES_PER_ORG * TRACKS_PER_COURSE
     ))
 }
 
@@ -269,5 +284,17 @@ mod tests {
         // User #103: a member of org #3 only.
         let u: Vec<_> = m.iter().filter(|x| x.0 == 103).collect();
         assert_eq!(u, vec![&(103, 3, "member")]);
+    }
+
+    #[test]
+    fn a_hundred_times_the_data_set_keeps_its_shape() {
+        let m = memberships_at(100);
+        assert_eq!(m.len(), 110_000);
+        // Organization #3: one admin, four instructors; user #10003 is a member of it only.
+        let roles: Vec<_> = m.iter().filter(|x| x.1 == 3).map(|x| x.2).collect();
+        assert_eq!(roles.iter().filter(|r| **r == "admin").count(), 1);
+        assert_eq!(roles.iter().filter(|r| **r == "instructor").count(), 4);
+        let u: Vec<_> = m.iter().filter(|x| x.0 == 10_003).collect();
+        assert_eq!(u, vec![&(10_003, 3, "member")]);
     }
 }

@@ -25,6 +25,16 @@ pub struct ConfigArgs {
     #[arg(long, env = "COURSEGRAPH_DATABASE_LISTEN_URL", global = true, hide_env_values = true)]
     pub database_listen_url: Option<String>,
 
+    /// A streaming read replica (PostgreSQL): queries read from it while it is within
+    /// COURSEGRAPH_READ_MAX_LAG and has replayed the viewer's own writes; mutations,
+    /// provisioning and subscriptions use COURSEGRAPH_DATABASE_URL.
+    #[arg(long, env = "COURSEGRAPH_DATABASE_READ_URL", global = true, hide_env_values = true)]
+    pub database_read_url: Option<String>,
+
+    /// How far the read replica may be behind before queries read from the primary instead.
+    #[arg(long, env = "COURSEGRAPH_READ_MAX_LAG", global = true, default_value = "5s")]
+    pub read_max_lag: HumanDuration,
+
     /// Bind address; port 0 picks a free port and the log says which.
     #[arg(long, env = "COURSEGRAPH_LISTEN", global = true, default_value = "127.0.0.1:8000")]
     pub listen: String,
@@ -363,6 +373,9 @@ impl Default for Limits {
 pub struct Config {
     pub database_url: String,
     pub database_listen_url: Option<String>,
+    /// The read replica, if any (COURSEGRAPH_DATABASE_READ_URL).
+    pub database_read_url: Option<String>,
+    pub read_max_lag: Duration,
     pub max_subscriptions_per_connection: usize,
     pub listen: SocketAddr,
     pub auto_migrate: bool,
@@ -419,6 +432,21 @@ impl Config {
             && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
         {
             return Err(ConfigError("COURSEGRAPH_DATABASE_LISTEN_URL must be a postgres:// URL".into()));
+        }
+        let database_read_url = args.database_read_url.clone().filter(|s| !s.trim().is_empty());
+        if let Some(u) = &database_read_url
+            && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            return Err(ConfigError("COURSEGRAPH_DATABASE_READ_URL must be a postgres:// URL".into()));
+        }
+        if database_read_url.is_some() && database_url.starts_with("sqlite:") {
+            return Err(ConfigError(
+                "COURSEGRAPH_DATABASE_READ_URL needs COURSEGRAPH_DATABASE_URL on PostgreSQL (a SQLite file has no replicas)"
+                    .into(),
+            ));
+        }
+        if args.read_max_lag.0.is_zero() {
+            return Err(ConfigError("COURSEGRAPH_READ_MAX_LAG must be more than 0 (try 5s)".into()));
         }
         if args.max_subscriptions_per_connection == 0 {
             return Err(ConfigError("COURSEGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION must be at least 1".into()));
@@ -554,6 +582,8 @@ impl Config {
             context_cache_ttl: args.context_cache_ttl.0,
             invitations: InvitationConfig { ttl: args.invitation_ttl.0, auto_accept: args.invitation_auto_accept },
             database_listen_url,
+            database_read_url,
+            read_max_lag: args.read_max_lag.0,
             max_subscriptions_per_connection: args.max_subscriptions_per_connection,
             database_url,
             listen,
@@ -592,6 +622,8 @@ impl Config {
         Self {
             database_url: database_url.to_owned(),
             database_listen_url: None,
+            database_read_url: None,
+            read_max_lag: Duration::from_secs(5),
             max_subscriptions_per_connection: 100,
             listen: "127.0.0.1:0".parse().expect("static address"),
             auto_migrate: true,

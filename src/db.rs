@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Viewer, cache::Change},
     metrics::Metrics,
+    replica::Replica,
 };
 
 /// Counts every statement run on a connection (the N+1 tests and `/metrics` read it).
@@ -40,26 +41,7 @@ pub async fn connect(
     acquire_timeout: Duration,
     metrics: Option<Metrics>,
 ) -> Result<(DatabaseConnection, StatementCounter), DbErr> {
-    let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(max_connections)
-        .min_connections(1)
-        .acquire_timeout(acquire_timeout)
-        .connect_timeout(acquire_timeout)
-        .idle_timeout(Duration::from_secs(300))
-        .sqlx_logging(false)
-        // Ping a connection that sat idle before handing it out, so a restarted
-        // database is noticed by the pool instead of by a request.
-        .test_before_acquire_if_idle_for(Duration::from_secs(10))
-        .map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // sqlx runs each SQLite connection on its own thread and streams rows over a
-                // bounded channel; at the default 50 a 100-row result makes the two threads
-                // hand off several times per query. Room for a whole page avoids that.
-                .row_buffer_size(1024)
-        });
+    let opts = options(url, max_connections, acquire_timeout);
     // Two processes opening a fresh SQLite file at once race to switch it to WAL; the
     // loser sees SQLITE_BUSY before any busy handler applies. Retry that, briefly.
     let mut attempt = 0;
@@ -84,28 +66,69 @@ pub async fn connect(
     Ok((conn, counter))
 }
 
-/// Applies every pending migration. On PostgreSQL a session advisory lock, held on a
-/// connection of its own, serialises replicas that start at the same moment.
+/// A PostgreSQL pool that connects on first use (the read replica, which may be down
+/// when the server starts).
+pub async fn connect_lazy(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = options(url, max_connections, acquire_timeout);
+    opts.min_connections(0).connect_lazy(true);
+    sea_orm::Database::connect(opts).await
+}
+
+fn options(url: &str, max_connections: u32, acquire_timeout: Duration) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(acquire_timeout)
+        .connect_timeout(acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false)
+        // Ping a connection that sat idle before handing it out, so a restarted
+        // database is noticed by the pool instead of by a request.
+        .test_before_acquire_if_idle_for(Duration::from_secs(10))
+        // Not sent as a startup parameter: PgBouncer refuses unknown ones ("unsupported
+        // startup parameter: extra_float_digits") unless told to ignore it, and since
+        // PostgreSQL 12 the server's default already prints floats exactly.
+        //
+        // No statement cache: every statement is unnamed and prepared in the sequence that
+        // runs it (vendor/sqlx-postgres/PATCHED.md), so nothing relies on a server
+        // connection outliving a transaction, as a transaction-pooling PgBouncer requires.
+        .map_sqlx_postgres_opts(|o| o.extra_float_digits(None).statement_cache_capacity(0))
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                // sqlx runs each SQLite connection on its own thread and streams rows over a
+                // bounded channel; at the default 50 a 100-row result makes the two threads
+                // hand off several times per query. Room for a whole page avoids that.
+                .row_buffer_size(1024)
+        });
+    opts
+}
+
+/// Applies every pending migration, all or nothing, in one transaction. On PostgreSQL it
+/// first takes a transaction-scoped advisory lock, which serialises servers that start at
+/// the same moment and, unlike a session lock, stays on one server connection behind a
+/// transaction-pooling PgBouncer and ends with the transaction whatever happens.
 pub async fn migrate(conn: &DatabaseConnection) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres {
-        // SQLite: one write transaction (DDL is transactional there). A second process
-        // starting at the same moment waits on the busy timeout, then finds nothing to do.
-        let txn = begin_write(conn).await?;
-        migration::Migrator::up(&txn, None).await?;
-        return txn.commit().await;
+    // SQLite: one write transaction (DDL is transactional there too). A second process
+    // starting at the same moment waits on the busy timeout, then finds nothing to do.
+    let txn = begin_write(conn).await?;
+    if conn.get_database_backend() == DbBackend::Postgres {
+        const LOCK: i64 = 0x636f_7572_7365_6772; // "coursegr"
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [LOCK.into()],
+        ))
+        .await?;
     }
-    use sqlx::Connection as _;
-    const LOCK: i64 = 0x636f_7572_7365_6772; // "coursegr"
-    let opts = conn.get_postgres_connection_pool().connect_options();
-    let mut lock = sqlx::postgres::PgConnection::connect_with(&opts)
-        .await
-        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("migration lock connection: {e}"))))?;
-    let lock_err = |e: sqlx::Error| DbErr::Custom(format!("migration lock: {e}"));
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK).execute(&mut lock).await.map_err(lock_err)?;
-    let result = migration::Migrator::up(conn, None).await;
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK).execute(&mut lock).await.map_err(lock_err)?;
-    let _ = lock.close().await;
-    result
+    migration::Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// On PostgreSQL, checks at start that row-level security will do what the configuration
@@ -321,12 +344,22 @@ pub struct RequestDb {
     conn: DatabaseConnection,
     write_lock: WriteLock,
     rls: Option<Arc<Rls>>,
+    reads: Option<Arc<Reads>>,
+    /// Whether a unit of work was begun (the viewer's write position is then recorded).
+    wrote: Arc<AtomicBool>,
+}
+
+/// A query operation reading from the read replica ([`crate::replica`]).
+struct Reads {
+    replica: Arc<Replica>,
+    /// Still reading there: false after a write began, or once a statement failed there.
+    active: AtomicBool,
 }
 
 impl RequestDb {
     /// A handle without row-level security (SQLite, or no `COURSEGRAPH_DB_ROLE`).
     pub fn new(conn: DatabaseConnection, write_lock: WriteLock) -> Self {
-        Self { conn, write_lock, rls: None }
+        Self { conn, write_lock, rls: None, reads: None, wrote: Arc::default() }
     }
 
     /// A handle whose statements run as `role`, under the viewer's tenancy.
@@ -337,7 +370,47 @@ impl RequestDb {
             txn: tokio::sync::Mutex::new(TxnState::Idle),
             changes: std::sync::Mutex::new(Vec::new()),
         };
-        Self { conn, write_lock: WriteLock::default(), rls: Some(Arc::new(rls)) }
+        Self { conn, write_lock: WriteLock::default(), rls: Some(Arc::new(rls)), reads: None, wrote: Arc::default() }
+    }
+
+    /// Reads from `replica` (a query operation the router sent there); writes, and every
+    /// statement after one, still go to the primary.
+    pub fn reading_from(mut self, replica: Arc<Replica>) -> Self {
+        self.reads = Some(Arc::new(Reads { replica, active: AtomicBool::new(true) }));
+        self
+    }
+
+    /// Whether this request's reads still go to the replica.
+    pub fn on_replica(&self) -> bool {
+        self.reads.as_ref().is_some_and(|r| r.active.load(Ordering::Acquire))
+    }
+
+    /// Whether a unit of work was begun through this handle.
+    pub fn wrote(&self) -> bool {
+        self.wrote.load(Ordering::Acquire)
+    }
+
+    /// Where reads go now.
+    fn read_conn(&self) -> &DatabaseConnection {
+        match &self.reads {
+            Some(r) if r.active.load(Ordering::Acquire) => r.replica.conn(),
+            _ => &self.conn,
+        }
+    }
+
+    /// After `e` on the replica: if it means the replica is unusable (unreachable, or a
+    /// query cancelled by recovery), moves the rest of the request to the primary and
+    /// says to run the statement again. A read-only transaction there is dropped.
+    async fn fall_back(&self, e: &DbErr) -> bool {
+        let Some(reads) = &self.reads else { return false };
+        if !crate::replica::should_retry_on_primary(e) || !reads.active.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        reads.replica.mark_down();
+        if let Some(rls) = &self.rls {
+            *rls.txn.lock().await = TxnState::Idle;
+        }
+        true
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -350,7 +423,17 @@ impl RequestDb {
         match &*state {
             TxnState::Open(_) => {}
             TxnState::Idle => {
-                let txn = self.conn.begin().await?;
+                let txn = match self.read_conn().begin().await {
+                    Ok(t) => t,
+                    Err(e) if self.on_replica() && crate::replica::should_retry_on_primary(&e) => {
+                        if let Some(r) = &self.reads {
+                            r.active.store(false, Ordering::Release);
+                            r.replica.mark_down();
+                        }
+                        self.conn.begin().await?
+                    }
+                    Err(e) => return Err(e),
+                };
                 let stmt = rls.tenancy.lock().unwrap_or_else(|e| e.into_inner()).statement(&rls.role);
                 txn.query_one_raw(stmt).await?;
                 *state = TxnState::Open(txn);
@@ -426,6 +509,15 @@ impl RequestDb {
     /// A transaction for a mutation's unit of work (every write goes through one): a
     /// savepoint in the request's transaction under row-level security.
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        self.wrote.store(true, Ordering::Release);
+        if let Some(reads) = &self.reads
+            && reads.active.swap(false, Ordering::AcqRel)
+            && let Some(rls) = &self.rls
+            && let TxnState::Open(txn) = std::mem::replace(&mut *rls.txn.lock().await, TxnState::Idle)
+        {
+            // The replica's read-only transaction: what it read stays read.
+            txn.commit().await?;
+        }
         match &self.rls {
             None => begin_write_queued(&self.conn, &self.write_lock).await,
             Some(rls) => match &*self.open(rls).await? {
@@ -436,12 +528,13 @@ impl RequestDb {
     }
 }
 
-/// Runs `$call` on the request's transaction under row-level security, else on the pool.
+/// Runs `$call` on the request's transaction under row-level security, else on the pool
+/// (the replica's, while the request reads there).
 macro_rules! through {
     ($self:ident, $conn:ident => $call:expr) => {
         match &$self.rls {
             None => {
-                let $conn = &$self.conn;
+                let $conn = $self.read_conn();
                 $call.await
             }
             Some(rls) => match &*$self.open(rls).await? {
@@ -452,6 +545,24 @@ macro_rules! through {
     };
 }
 
+/// [`through!`], run once more on the primary when the replica failed under it.
+macro_rules! routed {
+    ($self:ident, $stmt:ident, $conn:ident => $call:expr) => {{
+        if $self.reads.is_none() {
+            through!($self, $conn => $call)
+        } else {
+            let first = {
+                let $stmt = $stmt.clone();
+                through!($self, $conn => $call)
+            };
+            match first {
+                Err(e) if $self.fall_back(&e).await => through!($self, $conn => $call),
+                r => r,
+            }
+        }
+    }};
+}
+
 #[async_trait::async_trait]
 impl ConnectionTrait for RequestDb {
     fn get_database_backend(&self) -> DbBackend {
@@ -459,19 +570,19 @@ impl ConnectionTrait for RequestDb {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        through!(self, c => c.execute_raw(stmt))
+        routed!(self, stmt, c => c.execute_raw(stmt))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        through!(self, c => c.execute_unprepared(sql))
+        routed!(self, sql, c => c.execute_unprepared(sql))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        through!(self, c => c.query_one_raw(stmt))
+        routed!(self, stmt, c => c.query_one_raw(stmt))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        through!(self, c => c.query_all_raw(stmt))
+        routed!(self, stmt, c => c.query_all_raw(stmt))
     }
 }
 

@@ -171,7 +171,7 @@ fn server_going_away(e: &sqlx::Error) -> bool {
 }
 
 /// Whether a database error means "cannot reach the database" rather than a bug.
-fn unreachable_db(e: &sea_orm::DbErr) -> bool {
+pub(crate) fn unreachable_db(e: &sea_orm::DbErr) -> bool {
     use sea_orm::{DbErr, RuntimeErr};
     let sqlx_down = |r: &RuntimeErr| match r {
         RuntimeErr::SqlxError(s) => {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod invitations;
 pub mod live;
 pub mod metrics;
+pub mod replica;
 pub mod rows;
 pub mod seed;
 pub mod telemetry;

@@ -22,6 +22,8 @@ struct Inner {
     denials: IntCounterVec,
     unauthenticated: IntCounterVec,
     provisioned: IntCounterVec,
+    reads: IntCounterVec,
+    replica_lag_ms: IntGauge,
     db_statements: IntCounter,
     db_statement_errors: IntCounter,
     db_statement_seconds: Histogram,
@@ -92,6 +94,23 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new("provisioned_total", "Rows created by first-sight provisioning"),
                     &["kind"]
+                )
+                .expect("valid")
+            ),
+            reads: reg!(
+                IntCounterVec::new(
+                    Opts::new(
+                        "db_reads_total",
+                        "Query operations by where they read (replica or primary) and why (with a read replica)"
+                    ),
+                    &["target", "reason"]
+                )
+                .expect("valid")
+            ),
+            replica_lag_ms: reg!(
+                IntGauge::new(
+                    "db_replica_staleness_ms",
+                    "How far behind the primary the read replica was last seen (-1: down)"
                 )
                 .expect("valid")
             ),
@@ -176,6 +195,15 @@ impl Metrics {
 
     pub fn provisioned(&self, kind: &str) {
         self.0.provisioned.with_label_values(&[kind]).inc();
+    }
+
+    /// Where a query operation read, and why (a read replica is configured).
+    pub fn read_routed(&self, target: &str, reason: &str) {
+        self.0.reads.with_label_values(&[target, reason]).inc();
+    }
+
+    pub fn set_replica_staleness(&self, ms: Option<u64>) {
+        self.0.replica_lag_ms.set(ms.map_or(-1, |m| m as i64));
     }
 
     pub fn observe_statement(&self, elapsed: Duration, failed: bool) {

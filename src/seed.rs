@@ -27,6 +27,11 @@ pub struct SeedArgs {
     /// 1,000 users, 1,100 memberships, 800 courses, 4,000 tracks, with the same ids).
     #[arg(long)]
     pub bench: bool,
+
+    /// With --bench: the data set this many times as large (100: 2,000 organizations,
+    /// 100,000 users, 80,000 courses, 400,000 tracks), by the same rules.
+    #[arg(long, default_value_t = 1, requires = "bench")]
+    pub scale: i64,
 }
 
 /// Namespace for the demo data's deterministic ids.
@@ -88,7 +93,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     }
     let issuer = config.auth.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
     if args.bench {
-        let n = crate::bench_data::load(&conn, &issuer).await?;
+        let n = crate::bench_data::load(&conn, &issuer, args.scale).await?;
         println!("Loaded the benchmark data set ({n}). Users sign in as `auth0|user-NNNN` of `tenant-NN`, e.g.:");
         println!("  coursegraph token --sub 'auth0|user-0103' --org tenant-03");
         return Ok(());

@@ -11,6 +11,7 @@ mod m20250101_000006_row_level_security;
 mod m20250201_000007_create_invitations;
 mod m20250201_000008_create_audit_events;
 mod m20250201_000009_rls_invitations_audit;
+mod m20250301_000010_create_write_positions;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250201_000007_create_invitations::Migration),
             Box::new(m20250201_000008_create_audit_events::Migration),
             Box::new(m20250201_000009_rls_invitations_audit::Migration),
+            Box::new(m20250301_000010_create_write_positions::Migration),
         ]
     }
 }
@@ -135,4 +137,12 @@ pub(crate) enum AuditEvents {
     TargetId,
     Details,
     DedupKey,
+}
+
+#[derive(DeriveIden)]
+pub(crate) enum WritePositions {
+    Table,
+    UserId,
+    Lsn,
+    UpdatedAt,
 }

@@ -45,6 +45,7 @@ pub struct Provisioner {
     write_lock: WriteLock,
     invitations: InvitationConfig,
     audit: Arc<audit::RateLimited>,
+    record_writes: bool,
 }
 
 /// How the provisioner is set up (all from the configuration).
@@ -52,6 +53,9 @@ pub struct ProvisionerSettings {
     pub role_source: RoleSource,
     pub default_role: Role,
     pub invitations: InvitationConfig,
+    /// Note each provisioning's write position (a read replica is configured), so the new
+    /// viewer's queries read their own rows.
+    pub record_writes: bool,
 }
 
 impl Provisioner {
@@ -63,8 +67,8 @@ impl Provisioner {
         write_lock: WriteLock,
         audit: Arc<audit::RateLimited>,
     ) -> Self {
-        let ProvisionerSettings { role_source, default_role, invitations } = settings;
-        Self { conn, role_source, default_role, metrics, cache, write_lock, invitations, audit }
+        let ProvisionerSettings { role_source, default_role, invitations, record_writes } = settings;
+        Self { conn, role_source, default_role, metrics, cache, write_lock, invitations, audit, record_writes }
     }
 
     /// The verified address whose pending invitations provisioning accepts, if it does.
@@ -102,6 +106,9 @@ impl Provisioner {
                 let f = load(&self.conn, Key::Identity(identity), invited.as_deref())
                     .await?
                     .ok_or_else(|| AppError::internal("provisioned user vanished"))?;
+                if self.record_writes {
+                    crate::replica::record_write(&self.conn, f.user.id).await?;
+                }
                 self.cache.put(&identity.issuer, &identity.subject, Arc::new(f.clone()));
                 f
             }

@@ -28,6 +28,36 @@ pub fn request_db(state: &AppState, viewer: Option<&Viewer>) -> RequestDb {
     }
 }
 
+/// The read replica a query of `viewer` may read from: the replica is up and within
+/// COURSEGRAPH_READ_MAX_LAG, and it has replayed the viewer's last write (made on any
+/// server process). `None`: read from the primary.
+async fn read_replica_for(state: &AppState, viewer: Option<&Viewer>) -> Option<Arc<crate::replica::Replica>> {
+    use crate::replica::{Route, Why};
+    let replica = state.replica.as_ref()?;
+    let mut route = replica.route(None);
+    if route == Route::Replica
+        && let Some(v) = viewer
+    {
+        route = match crate::replica::written_at(&state.conn, v.user.id).await {
+            Ok(written) => replica.route(written),
+            Err(e) => {
+                tracing::warn!(error = %e, "read replica: could not read the viewer's write position");
+                Route::Primary(Why::PositionUnknown)
+            }
+        };
+    }
+    match route {
+        Route::Replica => {
+            state.metrics.read_routed("replica", "caught_up");
+            Some(replica.clone())
+        }
+        Route::Primary(why) => {
+            state.metrics.read_routed("primary", why.as_str());
+            None
+        }
+    }
+}
+
 /// A fresh context (loaders, database handle) around `viewer`.
 pub fn context(state: &AppState, request_id: &str, viewer: ViewerCell, db: RequestDb) -> RequestContext {
     RequestContext::new(
@@ -42,12 +72,18 @@ pub fn context(state: &AppState, request_id: &str, viewer: ViewerCell, db: Reque
 
 /// Runs a query or mutation to its response.
 pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Viewer>>, mut r: GqlRequest) -> Response {
-    let db = request_db(state, viewer.as_deref());
-    let ctx = context(state, request_id, ViewerCell::new(viewer.clone()), db.clone());
     let op_type = match state.preflight.check(&mut r) {
         Ok(t) => t,
         Err(e) => return Response::from_errors(vec![e]),
     };
+    let mut db = request_db(state, viewer.as_deref());
+    if op_type == Some(OperationType::Query)
+        && let Some(replica) = read_replica_for(state, viewer.as_deref()).await
+    {
+        db = db.reading_from(replica);
+    }
+    let on_replica = db.on_replica();
+    let ctx = context(state, request_id, ViewerCell::new(viewer.clone()), db.clone());
     if op_type == Some(OperationType::Subscription) {
         return Response::from_errors(vec![app_error(AppError::bad_input(
             "query",
@@ -63,6 +99,20 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
     match db.finish().await {
         Ok(committed) => committed.into_iter().for_each(|c| state.provisioner.cache().invalidate(c)),
         Err(e) => return Response::from_errors(vec![app_error(AppError::from(e))]),
+    }
+    if on_replica && !db.on_replica() && !db.wrote() {
+        state.metrics.read_routed("primary", crate::replica::Why::ReplicaFailed.as_str());
+    }
+    // Read your writes: until the replica has replayed this far, this viewer's queries
+    // (on any server process) read from the primary. The writes themselves are committed,
+    // so failing here does not fail the answer: the viewer may then read data up to
+    // COURSEGRAPH_READ_MAX_LAG old.
+    if state.replica.is_some()
+        && db.wrote()
+        && let Some(v) = &viewer
+        && let Err(e) = crate::replica::record_write(&state.conn, v.user.id).await
+    {
+        tracing::warn!(error = %e, "read replica: could not record the viewer's write position");
     }
     if let Some(v) = &viewer {
         audit_decisions(state, v, op_type == Some(OperationType::Mutation), &resp.errors, &grants).await;

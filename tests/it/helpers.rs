@@ -1,6 +1,7 @@
 //! TestApp: a real server on port 0 over a fresh database (SQLite always; PostgreSQL when
-//! COURSEGRAPH_TEST_POSTGRES_URL is set, one new database per test), plus token minting
-//! and GraphQL helpers.
+//! COURSEGRAPH_TEST_POSTGRES_URL is set, one new database per test, reached through the
+//! PgBouncer at COURSEGRAPH_TEST_PGBOUNCER_URL when that is set), plus token minting and
+//! GraphQL helpers.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -35,21 +36,23 @@ pub enum TestDb {
 impl TestDb {
     pub async fn new() -> Self {
         match std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty()) {
-            Some(admin_url) => {
-                let name = format!("cg_test_{}", uuid::Uuid::new_v4().simple());
-                let admin =
-                    sea_orm::Database::connect(&admin_url).await.expect("connect to COURSEGRAPH_TEST_POSTGRES_URL");
-                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-                admin.close().await.ok();
-                let url = replace_db_name(&admin_url, &name);
-                TestDb::Postgres { admin_url, name, url }
-            }
+            Some(admin_url) => Self::postgres_on(&admin_url).await,
             None => {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
                 TestDb::Sqlite { _dir: dir, url }
             }
         }
+    }
+
+    /// A new database on the PostgreSQL server of `admin_url`, dropped with this value.
+    pub async fn postgres_on(admin_url: &str) -> Self {
+        let name = format!("cg_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(admin_url).await.expect("connect to the test PostgreSQL server");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin.close().await.ok();
+        let url = replace_db_name(admin_url, &name);
+        TestDb::Postgres { admin_url: admin_url.to_owned(), name, url }
     }
 
     pub fn url(&self) -> &str {
@@ -117,6 +120,15 @@ impl TestApp {
     /// Spawns another server on an existing test database (e.g. a second "process").
     pub async fn spawn_on(db: Arc<TestDb>, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests(db.url(), SECRET);
+        // CI's PgBouncer pass: the server reaches each test database through a
+        // transaction-pooling PgBouncer (scripts/scaleout.sh), LISTEN directly.
+        if let (Ok(bouncer), TestDb::Postgres { name, url, .. }) =
+            (std::env::var("COURSEGRAPH_TEST_PGBOUNCER_URL"), &*db)
+            && !bouncer.is_empty()
+        {
+            config.database_url = replace_db_name(&bouncer, name);
+            config.database_listen_url = Some(url.clone());
+        }
         // CI's third pass runs the whole suite with PostgreSQL row-level security enforced.
         if let Ok(role) = std::env::var("COURSEGRAPH_TEST_DB_ROLE")
             && !role.is_empty()

@@ -21,5 +21,6 @@ mod outage;
 mod partial;
 mod provisioning;
 mod rls;
+mod scaleout;
 mod schema_rules;
 mod ws;
