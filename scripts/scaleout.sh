@@ -10,7 +10,7 @@
 #   scripts/scaleout.sh down                      stop everything and delete the data
 #
 # Ports (override with the env vars): primary 55432 (CG_PRIMARY_PORT), standby 55433
-# (CG_STANDBY_PORT), PgBouncer 56432 (CG_BOUNCER_PORT), servers 8101 and 8102 (CG_SERVER_PORTS);
+# (CG_STANDBY_PORT), PgBouncer 56432 (CG_BOUNCER_PORT), servers 8101 and 8102 (CG_SERVER_PORTS; empty: none);
 # the servers' COURSEGRAPH_READ_MAX_LAG is CG_READ_MAX_LAG (default 5s).
 # State lives in $CG_SCALEOUT_DIR (default /tmp/coursegraph-scaleout). PostgreSQL and
 # PgBouncer refuse to run as root: as root the script runs them as the `postgres` user.
@@ -25,7 +25,7 @@ pg_bin=${CG_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | ta
 primary_port=${CG_PRIMARY_PORT:-55432}
 standby_port=${CG_STANDBY_PORT:-55433}
 bouncer_port=${CG_BOUNCER_PORT:-56432}
-read -r -a server_ports <<<"${CG_SERVER_PORTS:-8101 8102}"
+read -r -a server_ports <<<"${CG_SERVER_PORTS-8101 8102}"
 max_lag=${CG_READ_MAX_LAG:-5s}
 db=coursegraph
 secret_file=$dir/jwt-secret

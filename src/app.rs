@@ -82,10 +82,22 @@ impl App {
             &config.database_url,
             config.db_max_connections,
             config.db_acquire_timeout,
+            config.db_prepared_statements,
             Some(metrics.clone()),
         )
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database (COURSEGRAPH_DATABASE_URL): {e}"))?;
+        // LISTEN (live updates, and dropping other processes' cached contexts) needs a session
+        // of its own, which a transaction pooler does not give: refuse rather than serve stale.
+        if conn.get_database_backend() == sea_orm::DbBackend::Postgres
+            && config.database_listen_url.is_none()
+            && db::transaction_pooled(&config.database_url, config.db_acquire_timeout).await.unwrap_or(false)
+        {
+            anyhow::bail!(
+                "COURSEGRAPH_DATABASE_URL leads to a transaction pooler (PgBouncer in pool_mode = transaction?), \
+                 where LISTEN cannot work: set COURSEGRAPH_DATABASE_LISTEN_URL to a direct connection to PostgreSQL"
+            );
+        }
         if config.auto_migrate {
             db::migrate(&conn).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }

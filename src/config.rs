@@ -146,6 +146,13 @@ pub struct ConfigArgs {
     #[arg(long, env = "COURSEGRAPH_DB_ACQUIRE_TIMEOUT", global = true, default_value = "3s")]
     pub db_acquire_timeout: HumanDuration,
 
+    /// PostgreSQL: keep named prepared statements per connection (`on`, fastest), or prepare
+    /// every statement unnamed in the sequence that runs it (`off`, what a transaction-pooling
+    /// PgBouncer needs). `auto`: off when COURSEGRAPH_DATABASE_LISTEN_URL is set or a probe at
+    /// connect finds a transaction pooler, else on.
+    #[arg(long, env = "COURSEGRAPH_DB_PREPARED_STATEMENTS", global = true, default_value = "auto")]
+    pub db_prepared_statements: PreparedStatements,
+
     /// Browser origins allowed to call the API (comma list; `*` for any, without credentials).
     /// Unset: no CORS headers, same-origin only.
     #[arg(long, env = "COURSEGRAPH_CORS_ORIGINS", global = true)]
@@ -223,6 +230,15 @@ pub struct LimitArgs {
     /// Time limit for one request.
     #[arg(long, env = "COURSEGRAPH_REQUEST_TIMEOUT", global = true, default_value = "15s")]
     pub request_timeout: HumanDuration,
+}
+
+/// Whether PostgreSQL connections keep named prepared statements (COURSEGRAPH_DB_PREPARED_STATEMENTS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum PreparedStatements {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -389,6 +405,8 @@ pub struct Config {
     /// The role requests run as under row-level security (PostgreSQL), if any.
     pub db_role: Option<String>,
     pub db_acquire_timeout: Duration,
+    /// Resolved against COURSEGRAPH_DATABASE_LISTEN_URL; `Auto` is probed at connect.
+    pub db_prepared_statements: PreparedStatements,
     pub log_format: LogFormat,
     pub cors: Option<CorsConfig>,
     pub apq_cache_size: usize,
@@ -433,6 +451,11 @@ impl Config {
         {
             return Err(ConfigError("COURSEGRAPH_DATABASE_LISTEN_URL must be a postgres:// URL".into()));
         }
+        // A separate LISTEN URL says the database URL is not a session of its own.
+        let db_prepared_statements = match args.db_prepared_statements {
+            PreparedStatements::Auto if database_listen_url.is_some() => PreparedStatements::Off,
+            p => p,
+        };
         let database_read_url = args.database_read_url.clone().filter(|s| !s.trim().is_empty());
         if let Some(u) = &database_read_url
             && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
@@ -613,6 +636,7 @@ impl Config {
             db_max_connections,
             db_role,
             db_acquire_timeout: args.db_acquire_timeout.0,
+            db_prepared_statements,
             log_format: args.log_format.unwrap_or(if production { LogFormat::Json } else { LogFormat::Text }),
         })
     }
@@ -648,6 +672,7 @@ impl Config {
             db_max_connections: 5,
             db_role: None,
             db_acquire_timeout: Duration::from_secs(5),
+            db_prepared_statements: PreparedStatements::Auto,
             log_format: LogFormat::Text,
             cors: None,
             apq_cache_size: 1000,

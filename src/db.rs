@@ -17,6 +17,7 @@ use sea_orm::{
 
 use uuid::Uuid;
 
+pub use crate::config::PreparedStatements;
 use crate::{
     auth::{Viewer, cache::Change},
     metrics::Metrics,
@@ -39,9 +40,11 @@ pub async fn connect(
     url: &str,
     max_connections: u32,
     acquire_timeout: Duration,
+    prepared: PreparedStatements,
     metrics: Option<Metrics>,
 ) -> Result<(DatabaseConnection, StatementCounter), DbErr> {
-    let opts = options(url, max_connections, acquire_timeout);
+    let prepared = resolve_prepared(url, prepared, acquire_timeout).await;
+    let opts = options(url, max_connections, acquire_timeout, prepared);
     // Two processes opening a fresh SQLite file at once race to switch it to WAL; the
     // loser sees SQLITE_BUSY before any busy handler applies. Retry that, briefly.
     let mut attempt = 0;
@@ -72,13 +75,63 @@ pub async fn connect_lazy(
     url: &str,
     max_connections: u32,
     acquire_timeout: Duration,
+    prepared: PreparedStatements,
 ) -> Result<DatabaseConnection, DbErr> {
-    let mut opts = options(url, max_connections, acquire_timeout);
+    let prepared = resolve_prepared(url, prepared, acquire_timeout).await;
+    let mut opts = options(url, max_connections, acquire_timeout, prepared);
     opts.min_connections(0).connect_lazy(true);
     sea_orm::Database::connect(opts).await
 }
 
-fn options(url: &str, max_connections: u32, acquire_timeout: Duration) -> ConnectOptions {
+/// `Auto` settled for `url`: on, unless it is PostgreSQL behind a transaction pooler (or
+/// cannot be probed, when off is the choice that works everywhere).
+async fn resolve_prepared(url: &str, prepared: PreparedStatements, timeout: Duration) -> PreparedStatements {
+    if prepared != PreparedStatements::Auto || url.starts_with("sqlite:") {
+        return prepared;
+    }
+    match transaction_pooled(url, timeout).await {
+        Ok(false) => PreparedStatements::On,
+        Ok(true) => {
+            tracing::info!(
+                "the database URL leads to a transaction pooler (PgBouncer?): statements are prepared unnamed"
+            );
+            PreparedStatements::Off
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "transaction pooler probe failed; statements are prepared unnamed");
+            PreparedStatements::Off
+        }
+    }
+}
+
+/// Whether successive transactions of one client connection to `url` may run on different
+/// server sessions, as behind PgBouncer in `pool_mode = transaction`: one connection notes
+/// its backend pid, a second holds a transaction open (a pooler lends it the session just
+/// released), and the first asks again. Directly, and behind a session pooler, the pid stays.
+pub async fn transaction_pooled(url: &str, timeout: Duration) -> Result<bool, sqlx::Error> {
+    use std::str::FromStr as _;
+
+    use sqlx::{Connection as _, postgres::PgConnectOptions};
+    let opts = PgConnectOptions::from_str(url)?.extra_float_digits(None).statement_cache_capacity(0);
+    let connect = || tokio::time::timeout(timeout, sqlx::postgres::PgConnection::connect_with(&opts));
+    let mut asker = connect().await.map_err(|_| sqlx::Error::PoolTimedOut)??;
+    let mut holder = connect().await.map_err(|_| sqlx::Error::PoolTimedOut)??;
+    const PID: &str = "SELECT pg_backend_pid()";
+    let first: i32 = sqlx::query_scalar(PID).fetch_one(&mut asker).await?;
+    let mut held = holder.begin().await?;
+    let _: i32 = sqlx::query_scalar(PID).fetch_one(&mut *held).await?;
+    // Waiting for the held session (a pool of one) is as telling as getting another one.
+    let second = tokio::time::timeout(Duration::from_secs(1), sqlx::query_scalar::<_, i32>(PID).fetch_one(&mut asker))
+        .await
+        .ok()
+        .transpose()?;
+    held.rollback().await?;
+    let _ = holder.close().await;
+    drop(asker);
+    Ok(second != Some(first))
+}
+
+fn options(url: &str, max_connections: u32, acquire_timeout: Duration, prepared: PreparedStatements) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)
         .min_connections(1)
@@ -93,10 +146,15 @@ fn options(url: &str, max_connections: u32, acquire_timeout: Duration) -> Connec
         // startup parameter: extra_float_digits") unless told to ignore it, and since
         // PostgreSQL 12 the server's default already prints floats exactly.
         //
-        // No statement cache: every statement is unnamed and prepared in the sequence that
-        // runs it (vendor/sqlx-postgres/PATCHED.md), so nothing relies on a server
-        // connection outliving a transaction, as a transaction-pooling PgBouncer requires.
-        .map_sqlx_postgres_opts(|o| o.extra_float_digits(None).statement_cache_capacity(0))
+        //
+        // Behind a transaction pooler, no statement cache: every statement is unnamed and
+        // prepared in the sequence that runs it (vendor/sqlx-postgres/PATCHED.md), so nothing
+        // relies on a server session outliving a transaction. Directly, the cache saves a
+        // parse and plan per statement: W1 measured 1,630 against 1,130 req/s without it.
+        .map_sqlx_postgres_opts(move |o| {
+            let o = o.extra_float_digits(None);
+            if prepared == PreparedStatements::Off { o.statement_cache_capacity(0) } else { o }
+        })
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)

@@ -82,7 +82,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let (conn, _) = db::connect(&config.database_url, 1, config.db_acquire_timeout, None).await?;
+            let (conn, _) =
+                db::connect(&config.database_url, 1, config.db_acquire_timeout, config.db_prepared_statements, None)
+                    .await?;
             db::migrate(&conn).await?;
             tracing::info!("migrations applied");
             Ok(())

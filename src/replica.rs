@@ -85,8 +85,14 @@ impl Replica {
         max_lag: Duration,
         metrics: Metrics,
     ) -> Result<Arc<Self>, DbErr> {
-        let mut conn =
-            crate::db::connect_lazy(url, max_connections, acquire_timeout.min(Duration::from_secs(2))).await?;
+        // Probed on its own: the primary may be behind PgBouncer while the standby is not.
+        let mut conn = crate::db::connect_lazy(
+            url,
+            max_connections,
+            acquire_timeout.min(Duration::from_secs(2)),
+            crate::db::PreparedStatements::Auto,
+        )
+        .await?;
         // Its statements count in /metrics with the primary's (per request, the benchmark's
         // "SQL statements / request" is the sum of both).
         let m = metrics.clone();

@@ -87,7 +87,8 @@ const TRACKS: [&str; 3] = ["Introduction", "Hands-on project", "Assessment"];
 
 /// Seeds the demo data and prints a token per demo user.
 pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
-    let (conn, _) = db::connect(&config.database_url, 2, config.db_acquire_timeout, None).await?;
+    let (conn, _) =
+        db::connect(&config.database_url, 2, config.db_acquire_timeout, config.db_prepared_statements, None).await?;
     if config.auto_migrate {
         db::migrate(&conn).await?;
     }

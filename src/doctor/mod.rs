@@ -1202,7 +1202,7 @@ pub async fn cli(config: &Config, args: &DoctorArgs) -> u8 {
         Some(path) if !path.exists() => "sqlite::memory:".to_owned(),
         _ => read_only_url(&config.database_url),
     };
-    let conn = match crate::db::connect(&url, 1, config.db_acquire_timeout, None).await {
+    let conn = match crate::db::connect(&url, 1, config.db_acquire_timeout, config.db_prepared_statements, None).await {
         Ok((c, _)) if url == "sqlite::memory:" => crate::db::migrate(&c).await.ok().map(|()| c),
         Ok((c, _)) => Some(c),
         Err(_) => None,

@@ -89,6 +89,24 @@ fn invalid_config_names_the_variable() {
     let out = clean_command(dir.path()).args(["serve"]).env("COURSEGRAPH_ROLE_MAP", "Teacher=BOSS").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("COURSEGRAPH_ROLE_MAP"));
+
+    // A read replica needs PostgreSQL on both sides, and a lag bound above zero.
+    let replica = [("COURSEGRAPH_DATABASE_READ_URL", "postgres://user:pw-never-printed@127.0.0.1:1/db")];
+    let out = clean_command(dir.path()).args(["serve"]).envs(replica).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("COURSEGRAPH_DATABASE_READ_URL") && err.contains("SQLite"), "{err}");
+    assert!(!err.contains("pw-never-printed"), "{err}");
+    let out = clean_command(dir.path())
+        .args(["serve"])
+        .env("COURSEGRAPH_DATABASE_READ_URL", "mysql://127.0.0.1/db")
+        .env("COURSEGRAPH_DATABASE_URL", "postgres://127.0.0.1:1/db")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COURSEGRAPH_DATABASE_READ_URL must be a postgres://"));
+    let out = clean_command(dir.path()).args(["serve"]).env("COURSEGRAPH_READ_MAX_LAG", "0s").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COURSEGRAPH_READ_MAX_LAG"));
 }
 
 #[test]

@@ -166,7 +166,8 @@ async fn with_the_app_filters_bypassed_other_tenants_rows_are_invisible_and_unwr
 async fn a_pooled_connection_reused_after_a_request_carries_no_tenancy() {
     let Some((app, w)) = two_tenants().await else { return };
     // One connection, so the second use is certainly the same session.
-    let (pool, _) = db::connect(app.db.url(), 1, std::time::Duration::from_secs(5), None).await.unwrap();
+    let (pool, _) =
+        db::connect(app.db.url(), 1, std::time::Duration::from_secs(5), Default::default(), None).await.unwrap();
     let db = as_alice(&pool, &w);
     assert_eq!(scalar_i64(&db, "SELECT count(*) FROM courses").await, 1);
     db.finish().await.unwrap();

@@ -415,3 +415,72 @@ async fn standby_reads_keep_row_level_security_and_tenant_isolation() {
     }
     assert_eq!(reads_in(&metrics_of(&app), "replica", "caught_up"), before + 4.0, "all four read the standby");
 }
+
+#[tokio::test]
+async fn the_pooler_probe_tells_pgbouncer_in_transaction_mode_from_a_direct_connection() {
+    let Some(set) = set() else { return };
+    let t = Duration::from_secs(5);
+    assert!(!coursegraph::db::transaction_pooled(&set.primary, t).await.unwrap(), "the primary, directly");
+    assert!(!coursegraph::db::transaction_pooled(&set.standby, t).await.unwrap(), "the standby, directly");
+    assert!(coursegraph::db::transaction_pooled(&set.bouncer, t).await.unwrap(), "PgBouncer, pool_mode = transaction");
+}
+
+#[tokio::test]
+async fn pointed_at_pgbouncer_concurrent_writes_and_reads_of_two_servers_work() {
+    let Some(set) = set() else { return };
+    // COURSEGRAPH_DB_PREPARED_STATEMENTS is left at `auto`: the probe finds the pooler and
+    // statements are prepared unnamed. Two servers share the database.
+    let db = Arc::new(TestDb::postgres_on(&replace_db_name(&set.primary, "postgres")).await);
+    let TestDb::Postgres { name, url, .. } = &*db else { unreachable!() };
+    let (bouncer, direct) = (replace_db_name(&set.bouncer, name), url.clone());
+    let via_bouncer = move |c: &mut Config| {
+        assert_eq!(c.db_prepared_statements, coursegraph::db::PreparedStatements::Auto);
+        c.database_url = bouncer;
+        c.database_listen_url = Some(direct);
+    };
+    let one = TestApp::spawn_on(db.clone(), via_bouncer.clone()).await;
+    let two = TestApp::spawn_on(db.clone(), via_bouncer).await;
+    let writes = join_all((0..16).map(|i| {
+        let app = if i % 2 == 0 { &one } else { &two };
+        let t = app.token(&format!("writer-{}", i % 4), Some(&format!("org-{}", i % 2)), Some("admin"));
+        async move { app.gql(Some(&t), CREATE, json!({ "t": format!("Course {i}") })).await.1 }
+    }))
+    .await;
+    for d in &writes {
+        assert!(d["data"]["createCourse"]["id"].is_string(), "{d}");
+    }
+    let t = one.token("writer-0", Some("org-0"), Some("admin"));
+    let d = two.data(&t, COURSES, json!({})).await;
+    assert_eq!(d["courses"]["nodes"].as_array().unwrap().len(), 8, "{d}");
+    assert_eq!(one.count("courses", "").await, 16);
+}
+
+#[tokio::test]
+async fn behind_pgbouncer_migrate_and_seed_need_nothing_else_and_serve_asks_for_a_listen_url() {
+    let Some(set) = set() else { return };
+    let db = TestDb::postgres_on(&replace_db_name(&set.primary, "postgres")).await;
+    let TestDb::Postgres { name, .. } = &db else { unreachable!() };
+    let bouncer = replace_db_name(&set.bouncer, name);
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["migrate", "seed"] {
+        let out = clean_command(dir.path())
+            .arg(cmd)
+            .env("COURSEGRAPH_DATABASE_URL", &bouncer)
+            .env("COURSEGRAPH_JWT_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let primary = connect(db.url()).await;
+    assert!(scalar(&primary, "SELECT COUNT(*) AS v FROM courses").await.unwrap() > 0, "the demo data is there");
+    // Serving needs LISTEN, which the pooler cannot carry: a clear refusal, naming the fix.
+    let out = clean_command(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("COURSEGRAPH_DATABASE_URL", &bouncer)
+        .env("COURSEGRAPH_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("COURSEGRAPH_DATABASE_LISTEN_URL") && err.contains("transaction pooler"), "{err}");
+}
