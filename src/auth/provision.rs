@@ -3,13 +3,16 @@
 //!
 //! The warm path is one SELECT (user ⟕ memberships ⟕ organizations) and no write.
 //! Anything missing is created in one transaction with INSERT … ON CONFLICT DO NOTHING
-//! followed by a SELECT on the unique key, so any number of concurrent first requests,
-//! from any number of server processes, converge on exactly one row each.
+//! RETURNING, and a SELECT on the unique key when the row was there already, so any
+//! number of concurrent first requests, from any number of server processes, converge on
+//! exactly one row each. On PostgreSQL the common first sight (a new user of an existing
+//! organization) is one statement instead (`FIRST_SIGHT`), and a first sight is never
+//! read back: what it inserted is what the viewer is made of.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{AuditAction, InvitationStatus, invitation, membership, organization, user};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, QueryResult,
+    ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement,
     sea_query::{Alias, Expr, ExprTrait, JoinType, OnConflict, Query},
 };
 use uuid::Uuid;
@@ -102,10 +105,16 @@ impl Provisioner {
                 f
             }
             _ => {
-                self.provision(identity, invited.as_deref(), now).await?;
-                let f = load(&self.conn, Key::Identity(identity), invited.as_deref())
-                    .await?
-                    .ok_or_else(|| AppError::internal("provisioned user vanished"))?;
+                let provisioned = match self.first_sight(identity, invited.as_deref(), now).await? {
+                    Some(f) => Some(f),
+                    None => self.provision(identity, invited.as_deref(), now).await?,
+                };
+                let f = match provisioned {
+                    Some(f) => f,
+                    None => load(&self.conn, Key::Identity(identity), invited.as_deref())
+                        .await?
+                        .ok_or_else(|| AppError::internal("provisioned user vanished"))?,
+                };
                 if self.record_writes {
                     crate::replica::record_write(&self.conn, f.user.id).await?;
                 }
@@ -174,9 +183,82 @@ impl Provisioner {
         Ok(true)
     }
 
+    /// The common first sight on PostgreSQL — a never-seen user of an organization that
+    /// exists, no invitation waiting for them — in one statement: the user, the membership
+    /// and its audit event are inserted, and read back, in one round trip instead of a
+    /// transaction of five statements and a reload. One statement is atomic on its own.
+    /// Anything else (the user exists, the organization does not, an invitation waits, a
+    /// concurrent request created the user first) inserts nothing and returns `None`, and
+    /// [`Self::provision`] takes over.
+    async fn first_sight(
+        &self,
+        identity: &Identity,
+        invited: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<Found>> {
+        let Some(org) = &identity.organization else { return Ok(None) };
+        if self.conn.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let role = identity.role.unwrap_or(self.default_role);
+        let stored_role = entity::MembershipRole::from(role).as_str();
+        let details = serde_json::json!({ "role": role.as_str(), "source": "token" });
+        let stmt = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            FIRST_SIGHT,
+            [
+                org.external_id.clone().into(),
+                invited.map(str::to_owned).into(),
+                now.into(),
+                Uuid::now_v7().into(),
+                identity.issuer.clone().into(),
+                identity.subject.clone().into(),
+                identity.email.clone().into(),
+                identity.name.clone().into(),
+                identity.picture.clone().into(),
+                identity.email_verified.into(),
+                serde_json::json!({ "idp_roles": identity.idp_roles }).into(),
+                Uuid::now_v7().into(),
+                stored_role.into(),
+                Uuid::now_v7().into(),
+                AuditAction::MembershipProvisioned.as_str().into(),
+                details.into(),
+            ],
+        );
+        let Some(row) = self.conn.query_one_raw(stmt).await? else { return Ok(None) };
+        let user = UserRecord {
+            id: row.try_get("", "id")?,
+            email: row.try_get("", "email")?,
+            name: row.try_get("", "name")?,
+            avatar_url: row.try_get("", "avatar_url")?,
+            email_verified: row.try_get("", "email_verified")?,
+            last_login_at: row.try_get("", "last_login_at")?,
+            created_at: row.try_get("", "created_at")?,
+        };
+        let membership = membership_from_row(&row)?
+            .ok_or_else(|| AppError::internal("first sight returned a user without the membership"))?;
+        self.metrics.provisioned("user");
+        self.metrics.provisioned("membership");
+        tracing::info!(target: "audit", event = "user.created", user_id = %user.id,
+            issuer = %identity.issuer, subject = %identity.subject, "provisioned user");
+        tracing::info!(target: "audit", event = "membership.created", user_id = %user.id,
+            organization_id = %membership.organization_id, role = role.as_str(), source = "token", "provisioned membership");
+        Ok(Some(Found { user, memberships: vec![membership], pending_invitations: false }))
+    }
+
     /// Creates the user, organization and membership that are missing, and accepts the
     /// pending invitations addressed to `invited` (the verified email) — all or nothing.
-    async fn provision(&self, identity: &Identity, invited: Option<&str>, now: DateTime<Utc>) -> AppResult<()> {
+    ///
+    /// A true first sight (this transaction created the user, and with it every membership
+    /// the user has) returns what it wrote, as the rows' RETURNING clauses read it back, so
+    /// the caller need not load it again; anything else returns `None` and the caller loads.
+    /// Each statement saved is a round trip on the path every new user takes.
+    async fn provision(
+        &self,
+        identity: &Identity,
+        invited: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<Found>> {
         let txn = crate::db::begin_write_queued(&self.conn, &self.write_lock).await?;
 
         // 1. The user.
@@ -210,55 +292,59 @@ impl Provisioner {
                 now.into(),
             ])
             .on_conflict(OnConflict::columns([user::Column::Issuer, user::Column::ExternalId]).do_nothing().to_owned())
+            .returning(Query::returning().columns(USER_COLUMNS))
             .to_owned();
-        let created_user = txn.execute(&insert).await?.rows_affected() == 1;
-        let row = txn
-            .query_one(
-                &Query::select()
-                    .columns([
-                        user::Column::Id,
-                        user::Column::Email,
-                        user::Column::Name,
-                        user::Column::AvatarUrl,
-                        user::Column::EmailVerified,
-                        user::Column::LastLoginAt,
-                        user::Column::CreatedAt,
-                    ])
-                    .from(user::Entity)
-                    .and_where(Expr::col(user::Column::Issuer).eq(identity.issuer.as_str()))
-                    .and_where(Expr::col(user::Column::ExternalId).eq(identity.subject.as_str()))
-                    .to_owned(),
-            )
-            .await?
-            .ok_or_else(|| AppError::internal("user row missing after insert-on-conflict"))?;
-        let user_id: Uuid = row.try_get("", "id")?;
+        // A row back: this transaction created the user. None: the user exists (another
+        // request got here first), and the SELECT on the unique key reads it.
+        let (created_user, row) = match txn.query_one(&insert).await? {
+            Some(row) => (true, row),
+            None => (
+                false,
+                txn.query_one(
+                    &Query::select()
+                        .columns(USER_COLUMNS)
+                        .from(user::Entity)
+                        .and_where(Expr::col(user::Column::Issuer).eq(identity.issuer.as_str()))
+                        .and_where(Expr::col(user::Column::ExternalId).eq(identity.subject.as_str()))
+                        .to_owned(),
+                )
+                .await?
+                .ok_or_else(|| AppError::internal("user row missing after insert-on-conflict"))?,
+            ),
+        };
+        let user_record = UserRecord {
+            id: row.try_get("", "id")?,
+            email: row.try_get("", "email")?,
+            name: row.try_get("", "name")?,
+            avatar_url: row.try_get("", "avatar_url")?,
+            email_verified: row.try_get("", "email_verified")?,
+            last_login_at: row.try_get("", "last_login_at")?,
+            created_at: row.try_get("", "created_at")?,
+        };
+        let user_id = user_record.id;
+        // What this request knows the user has: exact only while nothing but this
+        // transaction can have given them a membership.
+        let mut known = created_user.then(Vec::new);
         if created_user {
             self.metrics.provisioned("user");
             tracing::info!(target: "audit", event = "user.created", user_id = %user_id,
                 issuer = %identity.issuer, subject = %identity.subject, "provisioned user");
-        } else {
-            let existing = UserRecord {
-                id: user_id,
-                email: row.try_get("", "email")?,
-                name: row.try_get("", "name")?,
-                avatar_url: row.try_get("", "avatar_url")?,
-                email_verified: row.try_get("", "email_verified")?,
-                last_login_at: row.try_get("", "last_login_at")?,
-                created_at: row.try_get("", "created_at")?,
-            };
-            if profile_changed(identity, &existing) {
-                let mut q = Query::update();
-                q.table(user::Entity).and_where(Expr::col(user::Column::Id).eq(user_id));
-                apply_profile(&mut q, identity, now);
-                txn.execute(&q).await?;
-                tracing::info!(target: "audit", event = "user.profile_refreshed", user_id = %user_id);
-            }
+        } else if profile_changed(identity, &user_record) {
+            let mut q = Query::update();
+            q.table(user::Entity).and_where(Expr::col(user::Column::Id).eq(user_id));
+            apply_profile(&mut q, identity, now);
+            txn.execute(&q).await?;
+            tracing::info!(target: "audit", event = "user.profile_refreshed", user_id = %user_id);
         }
 
         // Invitations first: an invited role wins over the token's for the same organization,
         // and an invitation brings a removed member back, which a token never does.
         if let Some(email) = invited {
-            for inv in crate::invitations::pending_for(&txn, email, now).await? {
+            let pending = crate::invitations::pending_for(&txn, email, now).await?;
+            if !pending.is_empty() {
+                known = None;
+            }
+            for inv in pending {
                 if crate::invitations::accept(&txn, &inv, user_id, now, "provisioning").await?.is_some() {
                     self.metrics.provisioned("membership");
                 }
@@ -267,7 +353,8 @@ impl Provisioner {
 
         // 2. The organization and 3. the membership, when the token names an organization.
         if let Some(org) = &identity.organization {
-            let org_id = self.get_or_create_org(&txn, org, now).await?;
+            let organization = self.get_or_create_org(&txn, org, now).await?;
+            let org_id = organization.id;
             let role = identity.role.unwrap_or(self.default_role);
             let insert = Query::insert()
                 .into_table(membership::Entity)
@@ -294,8 +381,29 @@ impl Provisioner {
                         .do_nothing()
                         .to_owned(),
                 )
+                .returning(Query::returning().columns([
+                    membership::Column::Id,
+                    membership::Column::Role,
+                    membership::Column::IsActive,
+                    membership::Column::JoinedAt,
+                ]))
                 .to_owned();
-            if txn.execute(&insert).await?.rows_affected() == 1 {
+            if let Some(row) = txn.query_one(&insert).await? {
+                if let Some(known) = known.as_mut() {
+                    let stored: String = row.try_get("", "role")?;
+                    known.push(MembershipRecord {
+                        id: row.try_get("", "id")?,
+                        organization_id: org_id,
+                        organization_slug: organization.slug.clone(),
+                        organization_external_id: organization.external_id.clone(),
+                        role: entity::MembershipRole::from_db(&stored)
+                            .ok_or_else(|| AppError::internal(format!("unknown role `{stored}` in memberships")))?
+                            .into(),
+                        is_active: row.try_get("", "is_active")?,
+                        joined_at: row.try_get("", "joined_at")?,
+                        organization: Arc::new(organization.clone()),
+                    });
+                }
                 self.metrics.provisioned("membership");
                 audit::record(
                     &txn,
@@ -306,41 +414,61 @@ impl Provisioner {
                 .await?;
                 tracing::info!(target: "audit", event = "membership.created", user_id = %user_id,
                     organization_id = %org_id, role = role.as_str(), source = "token", "provisioned membership");
-            } else if self.role_source == RoleSource::Token
-                && let Some(token_role) = identity.role
-            {
-                // The token is authoritative for the role, but never re-activates a removed member.
-                let q = Query::update()
-                    .table(membership::Entity)
-                    .value(membership::Column::Role, entity::MembershipRole::from(token_role).as_str())
-                    .value(membership::Column::UpdatedAt, now)
-                    .and_where(Expr::col(membership::Column::UserId).eq(user_id))
-                    .and_where(Expr::col(membership::Column::OrganizationId).eq(org_id))
-                    .and_where(Expr::col(membership::Column::IsActive).eq(true))
-                    .and_where(
-                        Expr::col(membership::Column::Role).ne(entity::MembershipRole::from(token_role).as_str()),
-                    )
-                    .to_owned();
-                if txn.execute(&q).await?.rows_affected() == 1 {
-                    tracing::info!(target: "audit", event = "membership.role_changed", user_id = %user_id,
-                        organization_id = %org_id, role = token_role.as_str(), source = "token", "role follows token");
+            } else {
+                // The membership was there already (an invitation accepted above made it):
+                // what this request knows is no longer the whole story.
+                known = None;
+                if self.role_source == RoleSource::Token
+                    && let Some(token_role) = identity.role
+                {
+                    // The token is authoritative for the role, but never re-activates a removed member.
+                    let q = Query::update()
+                        .table(membership::Entity)
+                        .value(membership::Column::Role, entity::MembershipRole::from(token_role).as_str())
+                        .value(membership::Column::UpdatedAt, now)
+                        .and_where(Expr::col(membership::Column::UserId).eq(user_id))
+                        .and_where(Expr::col(membership::Column::OrganizationId).eq(org_id))
+                        .and_where(Expr::col(membership::Column::IsActive).eq(true))
+                        .and_where(
+                            Expr::col(membership::Column::Role).ne(entity::MembershipRole::from(token_role).as_str()),
+                        )
+                        .to_owned();
+                    if txn.execute(&q).await?.rows_affected() == 1 {
+                        tracing::info!(target: "audit", event = "membership.role_changed", user_id = %user_id,
+                            organization_id = %org_id, role = token_role.as_str(), source = "token", "role follows token");
+                    }
                 }
             }
         }
-        // Other replicas may hold this user's context: let them drop it.
-        ContextCache::publish(&txn, &[Change::User(user_id)]).await?;
+        // Other replicas may hold this user's context: let them drop it. Not a user this
+        // transaction created: until it commits nobody can have loaded them. (Besides the
+        // round trip, a NOTIFY serializes committing transactions in PostgreSQL.)
+        if !created_user {
+            ContextCache::publish(&txn, &[Change::User(user_id)]).await?;
+        }
         txn.commit().await?;
-        self.cache.invalidate(Change::User(user_id));
-        Ok(())
+        if !created_user {
+            self.cache.invalidate(Change::User(user_id));
+        }
+        Ok(known.map(|memberships| Found { user: user_record, memberships, pending_invitations: false }))
     }
 
     /// Finds the organization by external id, creating it with a free slug if missing.
+    /// Most first sights are of an organization that exists: one SELECT finds it.
     async fn get_or_create_org(
         &self,
         txn: &impl ConnectionTrait,
         org: &OrgClaim,
         now: DateTime<Utc>,
-    ) -> AppResult<Uuid> {
+    ) -> AppResult<entity::organization::Model> {
+        let by_external_id = Query::select()
+            .columns(ORGANIZATION_COLUMNS)
+            .from(organization::Entity)
+            .and_where(Expr::col(organization::Column::ExternalId).eq(org.external_id.as_str()))
+            .to_owned();
+        if let Some(row) = txn.query_one(&by_external_id).await? {
+            return organization_from_row(&row);
+        }
         let name = org.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&org.external_id);
         let name: String = name.chars().take(500).collect();
         let base = slugify(&name);
@@ -350,15 +478,7 @@ impl Provisioner {
             // clash on slug (the name is taken) both do nothing; the SELECT tells which.
             let insert = Query::insert()
                 .into_table(organization::Entity)
-                .columns([
-                    organization::Column::Id,
-                    organization::Column::ExternalId,
-                    organization::Column::Name,
-                    organization::Column::Slug,
-                    organization::Column::StorageBucket,
-                    organization::Column::CreatedAt,
-                    organization::Column::UpdatedAt,
-                ])
+                .columns(ORGANIZATION_COLUMNS)
                 .values_panic([
                     Uuid::now_v7().into(),
                     org.external_id.clone().into(),
@@ -369,21 +489,17 @@ impl Provisioner {
                     now.into(),
                 ])
                 .on_conflict(OnConflict::new().do_nothing().to_owned())
+                .returning(Query::returning().columns(ORGANIZATION_COLUMNS))
                 .to_owned();
-            let created = txn.execute(&insert).await?.rows_affected() == 1;
-            let stmt = Query::select()
-                .column(organization::Column::Id)
-                .from(organization::Entity)
-                .and_where(Expr::col(organization::Column::ExternalId).eq(org.external_id.as_str()))
-                .to_owned();
-            if let Some(row) = txn.query_one(&stmt).await? {
-                let id: Uuid = row.try_get("", "id")?;
-                if created {
-                    self.metrics.provisioned("organization");
-                    tracing::info!(target: "audit", event = "organization.created", organization_id = %id,
-                        external_id = %org.external_id, slug = %slug, "provisioned organization");
-                }
-                return Ok(id);
+            if let Some(row) = txn.query_one(&insert).await? {
+                let created = organization_from_row(&row)?;
+                self.metrics.provisioned("organization");
+                tracing::info!(target: "audit", event = "organization.created", organization_id = %created.id,
+                    external_id = %org.external_id, slug = %slug, "provisioned organization");
+                return Ok(created);
+            }
+            if let Some(row) = txn.query_one(&by_external_id).await? {
+                return organization_from_row(&row);
             }
         }
         Err(AppError::internal(format!("no free slug for organization {}", org.external_id)))
@@ -446,6 +562,71 @@ impl Provisioner {
             None => None,
         })
     }
+}
+
+/// [`Provisioner::first_sight`]: the user is inserted only if the organization exists and
+/// no invitation waits for the verified email ($2, NULL when none is accepted at sign-in);
+/// the membership and its audit event only with a user this statement inserted. A row back
+/// means all three were written; no row, that nothing was. Columns as `load` names them.
+const FIRST_SIGHT: &str = "\
+WITH o AS (
+    SELECT id, external_id, name, slug, storage_bucket, created_at, updated_at
+    FROM organizations WHERE external_id = $1
+), u AS (
+    INSERT INTO users (id, issuer, external_id, email, name, avatar_url, email_verified,
+                       last_login_at, profile_data, created_at, updated_at)
+    SELECT $4, $5, $6, $7, $8, $9, $10, $3, $11, $3, $3
+    WHERE EXISTS (SELECT 1 FROM o)
+      AND NOT EXISTS (SELECT 1 FROM invitations
+                      WHERE email_normalized = $2 AND status = 'pending' AND expires_at > $3)
+    ON CONFLICT (issuer, external_id) DO NOTHING
+    RETURNING id, email, name, avatar_url, email_verified, last_login_at, created_at
+), m AS (
+    INSERT INTO memberships (id, user_id, organization_id, role, is_active, joined_at, updated_at)
+    SELECT $12, u.id, o.id, $13, true, $3, $3 FROM u, o
+    RETURNING id, organization_id, role, is_active, joined_at
+), a AS (
+    INSERT INTO audit_events (id, organization_id, at, action, actor_id, target_type, target_id, details)
+    SELECT $14, m.organization_id, $3, $15, u.id, 'user', u.id, $16 FROM m, u
+)
+SELECT u.id, u.email, u.name, u.avatar_url, u.email_verified, u.last_login_at, u.created_at,
+       m.id AS m_id, m.organization_id AS m_org, m.role AS m_role, m.is_active AS m_active,
+       m.joined_at AS m_joined, o.slug AS o_slug, o.external_id AS o_ext, o.name AS o_name,
+       o.storage_bucket AS o_bucket, o.created_at AS o_created, o.updated_at AS o_updated
+FROM u, m, o";
+
+/// The user's columns a viewer is built from, in the order `UserRecord` reads them.
+const USER_COLUMNS: [user::Column; 7] = [
+    user::Column::Id,
+    user::Column::Email,
+    user::Column::Name,
+    user::Column::AvatarUrl,
+    user::Column::EmailVerified,
+    user::Column::LastLoginAt,
+    user::Column::CreatedAt,
+];
+
+/// Every column of an organization (what a membership carries of it).
+const ORGANIZATION_COLUMNS: [organization::Column; 7] = [
+    organization::Column::Id,
+    organization::Column::ExternalId,
+    organization::Column::Name,
+    organization::Column::Slug,
+    organization::Column::StorageBucket,
+    organization::Column::CreatedAt,
+    organization::Column::UpdatedAt,
+];
+
+fn organization_from_row(r: &QueryResult) -> AppResult<entity::organization::Model> {
+    Ok(entity::organization::Model {
+        id: r.try_get("", "id")?,
+        external_id: r.try_get("", "external_id")?,
+        name: r.try_get("", "name")?,
+        slug: r.try_get("", "slug")?,
+        storage_bucket: r.try_get("", "storage_bucket")?,
+        created_at: r.try_get("", "created_at")?,
+        updated_at: r.try_get("", "updated_at")?,
+    })
 }
 
 /// Which user to load.

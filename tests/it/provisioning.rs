@@ -201,3 +201,97 @@ async fn with_the_context_cache_a_warm_request_costs_no_statement_for_identity()
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Everything a viewer is made of, as the API shows it.
+const WHOLE_ME: &str = "{ me { user { id name email avatarUrl lastLoginAt createdAt } activeRole \
+    activeOrganization { id slug name createdAt viewerRole } \
+    memberships { id role isActive joinedAt organization { id slug name createdAt } } } }";
+
+/// What the first request answers — built from what provisioning wrote, not read again —
+/// is what a server that never saw the user reads back from the database: for a new user
+/// of an organization that exists, of a new organization, and of none.
+#[tokio::test]
+async fn a_first_sight_answers_what_the_database_holds() {
+    let a = TestApp::spawn().await;
+    let fresh = TestApp::spawn_on(a.db.clone(), |c| c.context_cache_ttl = std::time::Duration::ZERO).await;
+    a.data(&a.token("founder", Some("acme"), Some("admin")), ME, json!({})).await;
+    let cases =
+        [("joiner", Some("acme"), Some("instructor")), ("pioneer", Some("new-co"), None), ("loner", None, None)];
+    for (sub, org, role) in cases {
+        let t = a.token(sub, org, role);
+        let first = a.data(&t, WHOLE_ME, json!({})).await;
+        assert!(first["me"]["user"]["createdAt"].is_string(), "{first}");
+        let stored = fresh.data(&t, WHOLE_ME, json!({})).await;
+        assert_eq!(first, stored, "{sub}: the first answer differs from the stored rows");
+    }
+    assert_eq!(a.count("memberships", "").await, 3);
+}
+
+/// The first sight of a new user of an organization that exists is, on PostgreSQL, the
+/// identity SELECT and one statement that checks for invitations and writes the user, the
+/// membership and its audit event; SQLite runs the transaction (the user, the pending
+/// invitations of the verified email, the organization, the membership, its event).
+/// Neither reads the user again; both then run the query's own read of the organization.
+#[tokio::test]
+async fn a_first_sight_into_an_existing_organization_writes_in_one_statement_on_postgres() {
+    let app = TestApp::spawn().await;
+    app.data(&app.token("founder", Some("acme"), Some("admin")), ME, json!({})).await;
+    let before = app.statements();
+    let d = app.data(&app.token("newcomer", Some("acme"), Some("member")), ME, json!({})).await;
+    assert_eq!(d["me"]["activeRole"], "MEMBER");
+    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + 1 + 1 } else { 1 + 5 + 1 };
+    assert_eq!(app.statements() - before, expected);
+    let user = "user_id IN (SELECT id FROM users WHERE external_id = 'newcomer')";
+    assert_eq!(app.count("memberships", &format!("{user} AND role = 'member' AND is_active")).await, 1);
+    let event = format!(
+        "action = 'MEMBERSHIP_PROVISIONED' AND target_type = 'user' AND {}",
+        user.replace("user_id", "actor_id")
+    );
+    assert_eq!(app.count("audit_events", &event).await, 1);
+}
+
+/// Racing first requests of one new user into an organization that exists, and of many
+/// new users into it at once: one user and one membership each, and one audit event per
+/// membership — whichever of them took the single-statement path.
+#[tokio::test]
+async fn concurrent_first_sights_into_an_existing_organization_write_each_row_once() {
+    let app = TestApp::spawn().await;
+    app.data(&app.token("founder", Some("acme"), Some("admin")), ME, json!({})).await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let sub = if i % 2 == 0 { "racer".to_owned() } else { format!("crowd-{i}") };
+        let t = app.token(&sub, Some("acme"), Some("member"));
+        let (client, url) = (app.client.clone(), app.url("/graphql"));
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(t).json(&json!({ "query": ME })).send().await.unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["me"]["activeRole"], "MEMBER", "{body}");
+    }
+    assert_eq!(app.count("users", "").await, 1 + 1 + 32);
+    assert_eq!(app.count("organizations", "").await, 1);
+    assert_eq!(app.count("memberships", "").await, 1 + 1 + 32);
+    assert_eq!(app.count("audit_events", "action = 'MEMBERSHIP_PROVISIONED'").await, 1 + 1 + 32);
+}
+
+/// An invitation waiting for a new user whose token names the same organization wins
+/// over the token's role: the single-statement path must leave this user to the
+/// transaction that accepts it.
+#[tokio::test]
+async fn an_invitation_to_the_token_s_organization_is_accepted_at_first_sight() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("founder", Some("acme"), Some("admin"));
+    app.data(&admin, ME, json!({})).await;
+    let invite = "mutation { inviteMember(input: { email: \"nina@example.com\", role: INSTRUCTOR }) { id } }";
+    app.data(&admin, invite, json!({})).await;
+    let nina = app.token("nina", Some("acme"), Some("member"));
+    let d = app.data(&nina, ME, json!({})).await;
+    assert_eq!(d["me"]["activeRole"], "INSTRUCTOR", "{d}");
+    assert_eq!(app.count("invitations", "status = 'accepted'").await, 1);
+    assert_eq!(app.count("memberships", "").await, 2);
+    assert_eq!(app.count("audit_events", "action = 'INVITATION_ACCEPTED'").await, 1);
+}

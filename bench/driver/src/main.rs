@@ -49,6 +49,11 @@ enum Workload {
         users: usize,
         #[arg(long, default_value_t = 50)]
         orgs: usize,
+        /// Never-seen users of one more organization provisioned first, untimed: the
+        /// server's pool then holds `concurrency` connections with their statements
+        /// prepared, as in a server that has been up for a while.
+        #[arg(long, default_value_t = 64)]
+        warmup: usize,
     },
     /// W4: create + reorder + delete tracks as an instructor, for a duration.
     Writes {
@@ -198,7 +203,15 @@ async fn gauge(client: &Client, metrics: &str, name: &str) -> Option<f64> {
 }
 
 /// L1: see [`Workload::Live`].
-async fn live(args: &Args, client: &Client, org: &str, subscribers: usize, per_connection: usize, changes: usize, pid: Option<u32>) {
+async fn live(
+    args: &Args,
+    client: &Client,
+    org: &str,
+    subscribers: usize,
+    per_connection: usize,
+    changes: usize,
+    pid: Option<u32>,
+) {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
     let metrics = args.metrics.clone().expect("--metrics is needed to know when every subscriber listens");
@@ -211,7 +224,8 @@ async fn live(args: &Args, client: &Client, org: &str, subscribers: usize, per_c
         .expect("a published course");
     let course = course["data"]["organization"]["courses"]["nodes"][0]["id"].as_str().expect("course id").to_owned();
     let (rss0, _) = rss(pid);
-    let receipts: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::new(std::sync::Mutex::new(Vec::with_capacity(subscribers * changes)));
+    let receipts: Arc<std::sync::Mutex<Vec<Instant>>> =
+        Arc::new(std::sync::Mutex::new(Vec::with_capacity(subscribers * changes)));
     let ready = Arc::new(AtomicUsize::new(0));
     // Connections open at most 64 at a time: the first sight of each member is a write.
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
@@ -219,8 +233,13 @@ async fn live(args: &Args, client: &Client, org: &str, subscribers: usize, per_c
     let mut tasks = Vec::new();
     for c in 0..connections {
         let n = per_connection.min(subscribers - c * per_connection);
-        let (t, url, receipts, ready, gate) =
-            (token(&args.secret, &format!("live-bench-{c:05}"), org, "member"), ws_url.clone(), receipts.clone(), ready.clone(), gate.clone());
+        let (t, url, receipts, ready, gate) = (
+            token(&args.secret, &format!("live-bench-{c:05}"), org, "member"),
+            ws_url.clone(),
+            receipts.clone(),
+            ready.clone(),
+            gate.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.expect("gate");
             let mut req = url.into_client_request().expect("url");
@@ -274,7 +293,11 @@ async fn live(args: &Args, client: &Client, org: &str, subscribers: usize, per_c
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let t0 = Instant::now();
         client
-            .gql(&admin, "mutation($c: ID!, $t: String!) { updateCourse(id: $c, input: { title: $t }) { id } }", json!({ "c": course, "t": format!("Live {k}") }))
+            .gql(
+                &admin,
+                "mutation($c: ID!, $t: String!) { updateCourse(id: $c, input: { title: $t }) { id } }",
+                json!({ "c": course, "t": format!("Live {k}") }),
+            )
             .await
             .expect("change");
         sent.push(t0);
@@ -292,12 +315,12 @@ async fn live(args: &Args, client: &Client, org: &str, subscribers: usize, per_c
         .map(|(a, b)| (b - a) * 1e3 / changes as f64 - idle_cpu_ms_per_s.unwrap_or(0.0) * 1.5);
     let receipts = receipts.lock().unwrap().clone();
     // Each receipt belongs to the latest change sent before it.
-    let mut lat: Vec<Duration> = receipts
-        .iter()
-        .filter_map(|r| sent.iter().rev().find(|s| *s <= r).map(|s| *r - *s))
-        .collect();
+    let mut lat: Vec<Duration> =
+        receipts.iter().filter_map(|r| sent.iter().rev().find(|s| *s <= r).map(|s| *r - *s)).collect();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0);
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+    };
     println!(
         "{}",
         json!({
@@ -320,8 +343,34 @@ async fn main() {
         Workload::Live { org, subscribers, per_connection, changes, pid } => {
             live(&args, &client, org, *subscribers, *per_connection, *changes, *pid).await;
         }
-        Workload::FirstSight { prefix, users, orgs } => {
+        Workload::FirstSight { prefix, users, orgs, warmup } => {
             let (users, orgs) = (*users, *orgs);
+            let warm: Arc<Vec<String>> = Arc::new(
+                (0..*warmup)
+                    .map(|i| {
+                        token(
+                            &args.secret,
+                            &format!("{prefix}-warmup-{i:05}"),
+                            &format!("{prefix}-warmup-org"),
+                            "member",
+                        )
+                    })
+                    .collect(),
+            );
+            let next = Arc::new(AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..args.concurrency {
+                let (client, warm, next) = (client.clone(), warm.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    while let Some(t) = warm.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let b = client.gql(t, "{ me { activeRole } }", json!({})).await.expect("warm-up request");
+                        assert_eq!(b["data"]["me"]["activeRole"], "MEMBER", "warm-up: {b}");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("warm-up task");
+            }
             let tokens: Arc<Vec<String>> = Arc::new(
                 (0..users)
                     .map(|i| {
@@ -369,7 +418,7 @@ async fn main() {
         }
         Workload::Writes { sub, org, seconds } => {
             let seconds = *seconds;
-            let t = Arc::new(token(&args.secret, &sub, &org, "instructor"));
+            let t = Arc::new(token(&args.secret, sub, org, "instructor"));
             // The courses this instructor teaches, one per connection.
             let courses = client
                 .gql(&t, "{ organization { courses(first: 100) { nodes { id instructor { id } tracks { id } } } } me { user { id } } }", json!({}))
