@@ -104,8 +104,12 @@ impl Provisioner {
                 }
                 f
             }
-            _ => {
-                let provisioned = match self.first_sight(identity, invited.as_deref(), now).await? {
+            found => {
+                let first = match found {
+                    None => self.first_sight(identity, invited.as_deref(), now).await?,
+                    Some(_) => None,
+                };
+                let provisioned = match first {
                     Some(f) => Some(f),
                     None => self.provision(identity, invited.as_deref(), now).await?,
                 };
@@ -183,13 +187,13 @@ impl Provisioner {
         Ok(true)
     }
 
-    /// The common first sight on PostgreSQL — a never-seen user of an organization that
-    /// exists, no invitation waiting for them — in one statement: the user, the membership
-    /// and its audit event are inserted, and read back, in one round trip instead of a
-    /// transaction of five statements and a reload. One statement is atomic on its own.
-    /// Anything else (the user exists, the organization does not, an invitation waits, a
-    /// concurrent request created the user first) inserts nothing and returns `None`, and
-    /// [`Self::provision`] takes over.
+    /// The first sight on PostgreSQL — a never-seen user whose token names an organization,
+    /// no invitation waiting for them — in one statement: the organization if it is new,
+    /// the user, the membership and its audit event are inserted, and read back, in one
+    /// round trip instead of a transaction of five to six statements and a reload. One
+    /// statement is atomic on its own. Anything else (the organization's slug is taken, a
+    /// concurrent request created the organization or the user first, an invitation
+    /// waits) inserts nothing and returns `None`, and [`Self::provision`] takes over.
     async fn first_sight(
         &self,
         identity: &Identity,
@@ -203,6 +207,8 @@ impl Provisioner {
         let role = identity.role.unwrap_or(self.default_role);
         let stored_role = entity::MembershipRole::from(role).as_str();
         let details = serde_json::json!({ "role": role.as_str(), "source": "token" });
+        let name = org_name(org);
+        let slug = slugify(&name);
         let stmt = Statement::from_sql_and_values(
             DbBackend::Postgres,
             FIRST_SIGHT,
@@ -223,9 +229,20 @@ impl Provisioner {
                 Uuid::now_v7().into(),
                 AuditAction::MembershipProvisioned.as_str().into(),
                 details.into(),
+                Uuid::now_v7().into(),
+                name.into(),
+                slug.clone().into(),
+                format!("org-{slug}").into(),
             ],
         );
-        let Some(row) = self.conn.query_one_raw(stmt).await? else { return Ok(None) };
+        let row = match self.conn.query_one_raw(stmt).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(None),
+            // A concurrent first request inserted this user (and this statement waited for
+            // it to commit): everything here is rolled back; the transaction path finds it.
+            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let user = UserRecord {
             id: row.try_get("", "id")?,
             email: row.try_get("", "email")?,
@@ -237,6 +254,11 @@ impl Provisioner {
         };
         let membership = membership_from_row(&row)?
             .ok_or_else(|| AppError::internal("first sight returned a user without the membership"))?;
+        if row.try_get::<bool>("", "org_created")? {
+            self.metrics.provisioned("organization");
+            tracing::info!(target: "audit", event = "organization.created", organization_id = %membership.organization_id,
+                external_id = %org.external_id, slug = %membership.organization_slug, "provisioned organization");
+        }
         self.metrics.provisioned("user");
         self.metrics.provisioned("membership");
         tracing::info!(target: "audit", event = "user.created", user_id = %user.id,
@@ -469,8 +491,7 @@ impl Provisioner {
         if let Some(row) = txn.query_one(&by_external_id).await? {
             return organization_from_row(&row);
         }
-        let name = org.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&org.external_id);
-        let name: String = name.chars().take(500).collect();
+        let name = org_name(org);
         let base = slugify(&name);
         for attempt in 0..8 {
             let slug = if attempt == 0 { base.clone() } else { format!("{base}-{}", random_suffix()) };
@@ -564,22 +585,32 @@ impl Provisioner {
     }
 }
 
-/// [`Provisioner::first_sight`]: the user is inserted only if the organization exists and
-/// no invitation waits for the verified email ($2, NULL when none is accepted at sign-in);
-/// the membership and its audit event only with a user this statement inserted. A row back
-/// means all three were written; no row, that nothing was. Columns as `load` names them.
+/// [`Provisioner::first_sight`], when no invitation waits for the verified email ($2, NULL
+/// when none is accepted at sign-in): the organization is inserted if there is none (its
+/// first slug; a taken slug, or another request creating it first, inserts nothing), the
+/// user only with an organization to join, the membership and its audit event only with
+/// that user. The user insert has no ON CONFLICT on purpose: a user inserted concurrently
+/// fails the whole statement (unique violation), organization included, so no outcome
+/// leaves an organization without its member. A row back means everything was written; no
+/// row or that error, that nothing was. Columns as `load` names them.
 const FIRST_SIGHT: &str = "\
-WITH o AS (
+WITH go AS (
+    SELECT NOT EXISTS (SELECT 1 FROM invitations
+                       WHERE email_normalized = $2 AND status = 'pending' AND expires_at > $3) AS ok
+), found AS (
     SELECT id, external_id, name, slug, storage_bucket, created_at, updated_at
     FROM organizations WHERE external_id = $1
+), created AS (
+    INSERT INTO organizations (id, external_id, name, slug, storage_bucket, created_at, updated_at)
+    SELECT $17, $1, $18, $19, $20, $3, $3 FROM go WHERE go.ok AND NOT EXISTS (SELECT 1 FROM found)
+    ON CONFLICT DO NOTHING
+    RETURNING id, external_id, name, slug, storage_bucket, created_at, updated_at
+), o AS (
+    SELECT * FROM found UNION ALL SELECT * FROM created
 ), u AS (
     INSERT INTO users (id, issuer, external_id, email, name, avatar_url, email_verified,
                        last_login_at, profile_data, created_at, updated_at)
-    SELECT $4, $5, $6, $7, $8, $9, $10, $3, $11, $3, $3
-    WHERE EXISTS (SELECT 1 FROM o)
-      AND NOT EXISTS (SELECT 1 FROM invitations
-                      WHERE email_normalized = $2 AND status = 'pending' AND expires_at > $3)
-    ON CONFLICT (issuer, external_id) DO NOTHING
+    SELECT $4, $5, $6, $7, $8, $9, $10, $3, $11, $3, $3 FROM go WHERE go.ok AND EXISTS (SELECT 1 FROM o)
     RETURNING id, email, name, avatar_url, email_verified, last_login_at, created_at
 ), m AS (
     INSERT INTO memberships (id, user_id, organization_id, role, is_active, joined_at, updated_at)
@@ -592,8 +623,15 @@ WITH o AS (
 SELECT u.id, u.email, u.name, u.avatar_url, u.email_verified, u.last_login_at, u.created_at,
        m.id AS m_id, m.organization_id AS m_org, m.role AS m_role, m.is_active AS m_active,
        m.joined_at AS m_joined, o.slug AS o_slug, o.external_id AS o_ext, o.name AS o_name,
-       o.storage_bucket AS o_bucket, o.created_at AS o_created, o.updated_at AS o_updated
+       o.storage_bucket AS o_bucket, o.created_at AS o_created, o.updated_at AS o_updated,
+       EXISTS (SELECT 1 FROM created) AS org_created
 FROM u, m, o";
+
+/// The name a new organization gets: the token's, else its external id (bounded).
+fn org_name(org: &OrgClaim) -> String {
+    let name = org.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&org.external_id);
+    name.chars().take(500).collect()
+}
 
 /// The user's columns a viewer is built from, in the order `UserRecord` reads them.
 const USER_COLUMNS: [user::Column; 7] = [

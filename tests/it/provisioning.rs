@@ -49,6 +49,25 @@ async fn concurrent_first_requests_create_exactly_one_of_each() {
     assert_eq!(app.count("users", "").await, 1);
     assert_eq!(app.count("organizations", "").await, 1);
     assert_eq!(app.count("memberships", "").await, 1);
+    assert_eq!(app.count("audit_events", "action = 'MEMBERSHIP_PROVISIONED'").await, 1);
+}
+
+/// A new organization whose name's slug is taken gets a suffixed slug, and its first
+/// member, in the same first request.
+#[tokio::test]
+async fn a_new_organization_whose_slug_is_taken_gets_another_with_its_member() {
+    let app = TestApp::spawn().await;
+    app.data(&app.token("founder", Some("acme"), Some("admin")), ME, json!({})).await;
+    let mut args = token_args("second", Some("acme-eu"), Some("admin"));
+    args.org_name = Some("Acme".into());
+    let d = app.data(&app.token_with(args), ME, json!({})).await;
+    assert_eq!(d["me"]["activeRole"], "ADMIN", "{d}");
+    assert_eq!(d["me"]["activeOrganization"]["name"], "Acme");
+    let slug = d["me"]["activeOrganization"]["slug"].as_str().unwrap();
+    assert!(slug.starts_with("acme-") && slug.len() > "acme-".len(), "{slug}");
+    assert_eq!(app.count("organizations", &format!("external_id = 'acme-eu' AND slug = '{slug}'")).await, 1);
+    assert_eq!(app.count("memberships", "").await, 2);
+    assert_eq!(app.count("audit_events", "action = 'MEMBERSHIP_PROVISIONED'").await, 2);
 }
 
 #[tokio::test]
@@ -227,19 +246,21 @@ async fn a_first_sight_answers_what_the_database_holds() {
     assert_eq!(a.count("memberships", "").await, 3);
 }
 
-/// The first sight of a new user of an organization that exists is, on PostgreSQL, the
-/// identity SELECT and one statement that checks for invitations and writes the user, the
-/// membership and its audit event; SQLite runs the transaction (the user, the pending
+/// The first sight of a new user of an organization that exists (or of a new one) is, on
+/// PostgreSQL, the identity SELECT and one statement that checks for invitations and writes
+/// the organization if new, the user, the membership and its audit event; SQLite runs the transaction (the user, the pending
 /// invitations of the verified email, the organization, the membership, its event).
-/// Neither reads the user again; both then run the query's own read of the organization.
+/// Neither reads the user again; both then run the query's own read of the organization
+/// (after the tenancy settings when PostgreSQL row-level security is enforced).
 #[tokio::test]
-async fn a_first_sight_into_an_existing_organization_writes_in_one_statement_on_postgres() {
+async fn a_first_sight_writes_in_one_statement_on_postgres() {
     let app = TestApp::spawn().await;
     app.data(&app.token("founder", Some("acme"), Some("admin")), ME, json!({})).await;
     let before = app.statements();
     let d = app.data(&app.token("newcomer", Some("acme"), Some("member")), ME, json!({})).await;
     assert_eq!(d["me"]["activeRole"], "MEMBER");
-    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + 1 + 1 } else { 1 + 5 + 1 };
+    let rls = u64::from(app.app.state.db_role.is_some());
+    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + 1 + rls + 1 } else { 1 + 5 + 1 };
     assert_eq!(app.statements() - before, expected);
     let user = "user_id IN (SELECT id FROM users WHERE external_id = 'newcomer')";
     assert_eq!(app.count("memberships", &format!("{user} AND role = 'member' AND is_active")).await, 1);
@@ -248,6 +269,15 @@ async fn a_first_sight_into_an_existing_organization_writes_in_one_statement_on_
         user.replace("user_id", "actor_id")
     );
     assert_eq!(app.count("audit_events", &event).await, 1);
+
+    // A new organization too: one statement on PostgreSQL; SQLite also looks for the
+    // organization and inserts it.
+    let before = app.statements();
+    let d = app.data(&app.token("pioneer", Some("new-co"), Some("admin")), ME, json!({})).await;
+    assert_eq!(d["me"]["activeOrganization"]["slug"], "new-co");
+    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + 1 + rls + 1 } else { 1 + 6 + 1 };
+    assert_eq!(app.statements() - before, expected);
+    assert_eq!(app.count("memberships", "role = 'admin'").await, 2);
 }
 
 /// Racing first requests of one new user into an organization that exists, and of many
