@@ -5,9 +5,9 @@
 //! Anything missing is created in one transaction with INSERT … ON CONFLICT DO NOTHING
 //! RETURNING, and a SELECT on the unique key when the row was there already, so any
 //! number of concurrent first requests, from any number of server processes, converge on
-//! exactly one row each. On PostgreSQL the common first sight (a new user of an existing
-//! organization) is one statement instead (`FIRST_SIGHT`), and a first sight is never
-//! read back: what it inserted is what the viewer is made of.
+//! exactly one row each. On PostgreSQL a first sight (a new user whose token names an
+//! organization, new or not) is one statement instead (`FIRST_SIGHT`), and a first sight
+//! is never read back: what it inserted is what the viewer is made of.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{AuditAction, InvitationStatus, invitation, membership, organization, user};
@@ -243,15 +243,7 @@ impl Provisioner {
             Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let user = UserRecord {
-            id: row.try_get("", "id")?,
-            email: row.try_get("", "email")?,
-            name: row.try_get("", "name")?,
-            avatar_url: row.try_get("", "avatar_url")?,
-            email_verified: row.try_get("", "email_verified")?,
-            last_login_at: row.try_get("", "last_login_at")?,
-            created_at: row.try_get("", "created_at")?,
-        };
+        let user = user_from_row(&row)?;
         let membership = membership_from_row(&row)?
             .ok_or_else(|| AppError::internal("first sight returned a user without the membership"))?;
         if row.try_get::<bool>("", "org_created")? {
@@ -334,15 +326,7 @@ impl Provisioner {
                 .ok_or_else(|| AppError::internal("user row missing after insert-on-conflict"))?,
             ),
         };
-        let user_record = UserRecord {
-            id: row.try_get("", "id")?,
-            email: row.try_get("", "email")?,
-            name: row.try_get("", "name")?,
-            avatar_url: row.try_get("", "avatar_url")?,
-            email_verified: row.try_get("", "email_verified")?,
-            last_login_at: row.try_get("", "last_login_at")?,
-            created_at: row.try_get("", "created_at")?,
-        };
+        let user_record = user_from_row(&row)?;
         let user_id = user_record.id;
         // What this request knows the user has: exact only while nothing but this
         // transaction can have given them a membership.
@@ -655,6 +639,19 @@ const ORGANIZATION_COLUMNS: [organization::Column; 7] = [
     organization::Column::UpdatedAt,
 ];
 
+/// A user as [`USER_COLUMNS`] read it.
+fn user_from_row(r: &QueryResult) -> AppResult<UserRecord> {
+    Ok(UserRecord {
+        id: r.try_get("", "id")?,
+        email: r.try_get("", "email")?,
+        name: r.try_get("", "name")?,
+        avatar_url: r.try_get("", "avatar_url")?,
+        email_verified: r.try_get("", "email_verified")?,
+        last_login_at: r.try_get("", "last_login_at")?,
+        created_at: r.try_get("", "created_at")?,
+    })
+}
+
 fn organization_from_row(r: &QueryResult) -> AppResult<entity::organization::Model> {
     Ok(entity::organization::Model {
         id: r.try_get("", "id")?,
@@ -679,15 +676,7 @@ enum Key<'a> {
 async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Option<&str>) -> AppResult<Option<Found>> {
     let (u, m, o) = (Alias::new("u"), Alias::new("m"), Alias::new("o"));
     let stmt = Query::select()
-        .exprs([
-            Expr::col((u.clone(), user::Column::Id)),
-            Expr::col((u.clone(), user::Column::Email)),
-            Expr::col((u.clone(), user::Column::Name)),
-            Expr::col((u.clone(), user::Column::AvatarUrl)),
-            Expr::col((u.clone(), user::Column::EmailVerified)),
-            Expr::col((u.clone(), user::Column::LastLoginAt)),
-            Expr::col((u.clone(), user::Column::CreatedAt)),
-        ])
+        .exprs(USER_COLUMNS.map(|c| Expr::col((u.clone(), c))))
         .expr_as(Expr::col((m.clone(), membership::Column::Id)), Alias::new("m_id"))
         .expr_as(Expr::col((m.clone(), membership::Column::OrganizationId)), Alias::new("m_org"))
         .expr_as(Expr::col((m.clone(), membership::Column::Role)), Alias::new("m_role"))
@@ -732,15 +721,7 @@ async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Option<&str>) ->
     };
     let rows = db.query_all(&stmt).await?;
     let Some(first) = rows.first() else { return Ok(None) };
-    let user = UserRecord {
-        id: first.try_get("", "id")?,
-        email: first.try_get("", "email")?,
-        name: first.try_get("", "name")?,
-        avatar_url: first.try_get("", "avatar_url")?,
-        email_verified: first.try_get("", "email_verified")?,
-        last_login_at: first.try_get("", "last_login_at")?,
-        created_at: first.try_get("", "created_at")?,
-    };
+    let user = user_from_row(first)?;
     let pending_invitations = invited.is_some() && first.try_get::<bool>("", "pending_invitations")?;
     let mut memberships = Vec::with_capacity(rows.len());
     for r in &rows {
