@@ -105,30 +105,52 @@ async fn resolve_prepared(url: &str, prepared: PreparedStatements, timeout: Dura
 }
 
 /// Whether successive transactions of one client connection to `url` may run on different
-/// server sessions, as behind PgBouncer in `pool_mode = transaction`: one connection notes
-/// its backend pid, a second holds a transaction open (a pooler lends it the session just
-/// released), and the first asks again. Directly, and behind a session pooler, the pid stays.
+/// server sessions, as behind PgBouncer in `pool_mode = transaction`. One connection (the
+/// asker) notes its backend pid; then, one at a time, others open a transaction and hold
+/// it. A pooler lends a holder the session the asker just released (the pid is seen twice)
+/// or sends the asker's next statement elsewhere (or makes it wait): pooled. Directly, and
+/// behind a session pooler, every client keeps its own backend, so neither can happen.
+/// Several holders, because a pooler with idle sessions to spare need not lend the asker's.
 pub async fn transaction_pooled(url: &str, timeout: Duration) -> Result<bool, sqlx::Error> {
     use std::str::FromStr as _;
 
     use sqlx::{Connection as _, postgres::PgConnectOptions};
+    const HOLDERS: usize = 4;
+    const PID: &str = "SELECT pg_backend_pid()";
     let opts = PgConnectOptions::from_str(url)?.extra_float_digits(None).statement_cache_capacity(0);
     let connect = || tokio::time::timeout(timeout, sqlx::postgres::PgConnection::connect_with(&opts));
     let mut asker = connect().await.map_err(|_| sqlx::Error::PoolTimedOut)??;
-    let mut holder = connect().await.map_err(|_| sqlx::Error::PoolTimedOut)??;
-    const PID: &str = "SELECT pg_backend_pid()";
     let first: i32 = sqlx::query_scalar(PID).fetch_one(&mut asker).await?;
-    let mut held = holder.begin().await?;
-    let _: i32 = sqlx::query_scalar(PID).fetch_one(&mut *held).await?;
-    // Waiting for the held session (a pool of one) is as telling as getting another one.
-    let second = tokio::time::timeout(Duration::from_secs(1), sqlx::query_scalar::<_, i32>(PID).fetch_one(&mut asker))
-        .await
-        .ok()
-        .transpose()?;
-    held.rollback().await?;
-    let _ = holder.close().await;
+    let mut holders = Vec::with_capacity(HOLDERS);
+    let mut pooled = false;
+    for _ in 0..HOLDERS {
+        let mut holder = connect().await.map_err(|_| sqlx::Error::PoolTimedOut)??;
+        // A plain BEGIN (not `Connection::begin`) so the open transaction can be kept
+        // beside the connection it belongs to.
+        sqlx::query("BEGIN").execute(&mut holder).await?;
+        let held: i32 = sqlx::query_scalar(PID).fetch_one(&mut holder).await?;
+        holders.push(holder);
+        if held == first {
+            pooled = true;
+            break;
+        }
+        // Waiting for a held session (a pool of one) is as telling as getting another one.
+        let again =
+            tokio::time::timeout(Duration::from_secs(1), sqlx::query_scalar::<_, i32>(PID).fetch_one(&mut asker))
+                .await
+                .ok()
+                .transpose()?;
+        if again != Some(first) {
+            pooled = true;
+            break;
+        }
+    }
+    for mut holder in holders {
+        let _ = sqlx::query("ROLLBACK").execute(&mut holder).await;
+        let _ = holder.close().await;
+    }
     drop(asker);
-    Ok(second != Some(first))
+    Ok(pooled)
 }
 
 fn options(url: &str, max_connections: u32, acquire_timeout: Duration, prepared: PreparedStatements) -> ConnectOptions {

@@ -425,6 +425,27 @@ async fn the_pooler_probe_tells_pgbouncer_in_transaction_mode_from_a_direct_conn
     assert!(!coursegraph::db::transaction_pooled(&set.primary, t).await.unwrap(), "the primary, directly");
     assert!(!coursegraph::db::transaction_pooled(&set.standby, t).await.unwrap(), "the standby, directly");
     assert!(coursegraph::db::transaction_pooled(&set.bouncer, t).await.unwrap(), "PgBouncer, pool_mode = transaction");
+    // Also when the pooler has idle server sessions to spare: four clients' transactions at
+    // once leave it four, and it need not lend a holder the one the probe's asker had.
+    use sqlx::Connection as _;
+    let opts = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&set.bouncer)
+        .unwrap()
+        .extra_float_digits(None)
+        .statement_cache_capacity(0);
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut conn = sqlx::postgres::PgConnection::connect_with(&opts).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query("SELECT pg_backend_pid()").execute(&mut conn).await.unwrap();
+        busy.push(conn);
+    }
+    for mut conn in busy {
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+    for _ in 0..5 {
+        assert!(coursegraph::db::transaction_pooled(&set.bouncer, t).await.unwrap(), "PgBouncer with idle sessions");
+    }
 }
 
 #[tokio::test]
