@@ -396,19 +396,11 @@ impl Provisioner {
                 .to_owned();
             if let Some(row) = txn.query_one(&insert).await? {
                 if let Some(known) = known.as_mut() {
-                    let stored: String = row.try_get("", "role")?;
-                    known.push(MembershipRecord {
-                        id: row.try_get("", "id")?,
-                        organization_id: org_id,
-                        organization_slug: organization.slug.clone(),
-                        organization_external_id: organization.external_id.clone(),
-                        role: entity::MembershipRole::from_db(&stored)
-                            .ok_or_else(|| AppError::internal(format!("unknown role `{stored}` in memberships")))?
-                            .into(),
-                        is_active: row.try_get("", "is_active")?,
-                        joined_at: row.try_get("", "joined_at")?,
-                        organization: Arc::new(organization.clone()),
-                    });
+                    known.push(membership_record(
+                        &row,
+                        ["id", "role", "is_active", "joined_at"],
+                        organization.clone(),
+                    )?);
                 }
                 self.metrics.provisioned("membership");
                 audit::record(
@@ -771,10 +763,9 @@ fn header_denied(reason: AccessReason, viewer_role: Option<Role>, org: Option<Uu
 }
 
 fn membership_from_row(r: &QueryResult) -> AppResult<Option<MembershipRecord>> {
-    let Some(id) = r.try_get::<Option<Uuid>>("", "m_id")? else { return Ok(None) };
-    let role: String = r.try_get("", "m_role")?;
-    let role = entity::MembershipRole::from_db(&role)
-        .ok_or_else(|| AppError::internal(format!("unknown role `{role}` in memberships")))?;
+    if r.try_get::<Option<Uuid>>("", "m_id")?.is_none() {
+        return Ok(None);
+    }
     let organization = entity::organization::Model {
         id: r.try_get("", "m_org")?,
         external_id: r.try_get("", "o_ext")?,
@@ -784,16 +775,28 @@ fn membership_from_row(r: &QueryResult) -> AppResult<Option<MembershipRecord>> {
         created_at: r.try_get("", "o_created")?,
         updated_at: r.try_get("", "o_updated")?,
     };
-    Ok(Some(MembershipRecord {
-        id,
+    membership_record(r, ["m_id", "m_role", "m_active", "m_joined"], organization).map(Some)
+}
+
+/// A membership of `organization` from the columns `[id, role, is_active, joined_at]` of `r`.
+fn membership_record(
+    r: &QueryResult,
+    [id, role, active, joined]: [&str; 4],
+    organization: entity::organization::Model,
+) -> AppResult<MembershipRecord> {
+    let stored: String = r.try_get("", role)?;
+    let role = entity::MembershipRole::from_db(&stored)
+        .ok_or_else(|| AppError::internal(format!("unknown role `{stored}` in memberships")))?;
+    Ok(MembershipRecord {
+        id: r.try_get("", id)?,
         organization_id: organization.id,
         organization_slug: organization.slug.clone(),
         organization_external_id: organization.external_id.clone(),
         role: role.into(),
-        is_active: r.try_get("", "m_active")?,
-        joined_at: r.try_get("", "m_joined")?,
+        is_active: r.try_get("", active)?,
+        joined_at: r.try_get("", joined)?,
         organization: Arc::new(organization),
-    }))
+    })
 }
 
 /// A profile field changed when the token carries a value that differs from the row.
