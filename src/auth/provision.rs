@@ -6,8 +6,9 @@
 //! RETURNING, and a SELECT on the unique key when the row was there already, so any
 //! number of concurrent first requests, from any number of server processes, converge on
 //! exactly one row each. On PostgreSQL a first sight (a new user whose token names an
-//! organization, new or not) is one statement instead (`FIRST_SIGHT`), and a first sight
-//! is never read back: what it inserted is what the viewer is made of.
+//! organization, new or not) is one statement instead (`SIGHT`), the same one that reads the
+//! user when they exist, and a first sight is never read back: what it inserted is what
+//! the viewer is made of.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{AuditAction, InvitationStatus, invitation, membership, organization, user};
@@ -92,9 +93,19 @@ impl Provisioner {
         let now = Utc::now();
         let cached = self.cache.get(&identity.issuer, &identity.subject);
         let invited = self.auto_accept_email(identity);
+        // What the one-statement sight created, when the user was new (nothing to load).
+        let mut created = None;
         let found = match &cached {
             Some(f) => Some(f.as_ref().clone()),
-            None => load(&self.conn, Key::Identity(identity), invited.as_deref()).await?,
+            None => match self.sight(identity, invited.as_deref(), now).await? {
+                Sight::Existing(f) => Some(f),
+                Sight::Created(f) => {
+                    created = Some(f);
+                    None
+                }
+                Sight::Absent => None,
+                Sight::NotApplicable => load(&self.conn, Key::Identity(identity), invited.as_deref()).await?,
+            },
         };
         let found = match found {
             Some(mut f) if !self.needs_transaction(identity, &f) => {
@@ -104,12 +115,8 @@ impl Provisioner {
                 }
                 f
             }
-            found => {
-                let first = match found {
-                    None => self.first_sight(identity, invited.as_deref(), now).await?,
-                    Some(_) => None,
-                };
-                let provisioned = match first {
+            _ => {
+                let provisioned = match created {
                     Some(f) => Some(f),
                     None => self.provision(identity, invited.as_deref(), now).await?,
                 };
@@ -187,22 +194,18 @@ impl Provisioner {
         Ok(true)
     }
 
-    /// The first sight on PostgreSQL — a never-seen user whose token names an organization,
-    /// no invitation waiting for them — in one statement: the organization if it is new,
-    /// the user, the membership and its audit event are inserted, and read back, in one
-    /// round trip instead of a transaction of five to six statements and a reload. One
-    /// statement is atomic on its own. Anything else (the organization's slug is taken, a
-    /// concurrent request created the organization or the user first, an invitation
-    /// waits) inserts nothing and returns `None`, and [`Self::provision`] takes over.
-    async fn first_sight(
-        &self,
-        identity: &Identity,
-        invited: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> AppResult<Option<Found>> {
-        let Some(org) = &identity.organization else { return Ok(None) };
+    /// A cache miss on PostgreSQL whose token names an organization, in one statement:
+    /// the user as `load` reads them when they exist; else — no invitation waiting for
+    /// them — the organization if it is new, the user, the membership and its audit event
+    /// are inserted and read back, in the one round trip instead of a SELECT, a
+    /// transaction of five to six statements and a reload. One statement is atomic on its
+    /// own. A new user it could not create (the organization's slug is taken, a concurrent
+    /// request created the organization or the user first, an invitation waits) inserts
+    /// nothing and is [`Sight::Absent`]: [`Self::provision`] takes over.
+    async fn sight(&self, identity: &Identity, invited: Option<&str>, now: DateTime<Utc>) -> AppResult<Sight> {
+        let Some(org) = &identity.organization else { return Ok(Sight::NotApplicable) };
         if self.conn.get_database_backend() != DbBackend::Postgres {
-            return Ok(None);
+            return Ok(Sight::NotApplicable);
         }
         let role = identity.role.unwrap_or(self.default_role);
         let stored_role = entity::MembershipRole::from(role).as_str();
@@ -211,7 +214,7 @@ impl Provisioner {
         let slug = slugify(&name);
         let stmt = Statement::from_sql_and_values(
             DbBackend::Postgres,
-            FIRST_SIGHT,
+            SIGHT,
             [
                 org.external_id.clone().into(),
                 invited.map(str::to_owned).into(),
@@ -235,16 +238,22 @@ impl Provisioner {
                 format!("org-{slug}").into(),
             ],
         );
-        let row = match self.conn.query_one_raw(stmt).await {
-            Ok(Some(row)) => row,
-            Ok(None) => return Ok(None),
+        let rows = match self.conn.query_all_raw(stmt).await {
+            Ok(rows) => rows,
             // A concurrent first request inserted this user (and this statement waited for
             // it to commit): everything here is rolled back; the transaction path finds it.
-            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => return Ok(None),
+            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+                return Ok(Sight::Absent);
+            }
             Err(e) => return Err(e.into()),
         };
-        let user = user_from_row(&row)?;
-        let membership = membership_from_row(&row)?
+        let Some(row) = rows.first() else { return Ok(Sight::Absent) };
+        if row.try_get::<bool>("", "existed")? {
+            let found = found_from_rows(&rows, true)?.ok_or_else(|| AppError::internal("no row"))?;
+            return Ok(Sight::Existing(found));
+        }
+        let user = user_from_row(row)?;
+        let membership = membership_from_row(row)?
             .ok_or_else(|| AppError::internal("first sight returned a user without the membership"))?;
         if row.try_get::<bool>("", "org_created")? {
             self.metrics.provisioned("organization");
@@ -257,7 +266,7 @@ impl Provisioner {
             issuer = %identity.issuer, subject = %identity.subject, "provisioned user");
         tracing::info!(target: "audit", event = "membership.created", user_id = %user.id,
             organization_id = %membership.organization_id, role = role.as_str(), source = "token", "provisioned membership");
-        Ok(Some(Found { user, memberships: vec![membership], pending_invitations: false }))
+        Ok(Sight::Created(Found { user, memberships: vec![membership], pending_invitations: false }))
     }
 
     /// Creates the user, organization and membership that are missing, and accepts the
@@ -561,18 +570,31 @@ impl Provisioner {
     }
 }
 
-/// [`Provisioner::first_sight`], when no invitation waits for the verified email ($2, NULL
-/// when none is accepted at sign-in): the organization is inserted if there is none (its
-/// first slug; a taken slug, or another request creating it first, inserts nothing), the
-/// user only with an organization to join, the membership and its audit event only with
-/// that user. The user insert has no ON CONFLICT on purpose: a user inserted concurrently
-/// fails the whole statement (unique violation), organization included, so no outcome
-/// leaves an organization without its member. A row back means everything was written; no
-/// row or that error, that nothing was. Columns as `load` names them.
-const FIRST_SIGHT: &str = "\
-WITH go AS (
-    SELECT NOT EXISTS (SELECT 1 FROM invitations
-                       WHERE email_normalized = $2 AND status = 'pending' AND expires_at > $3) AS ok
+/// [`Provisioner::sight`]. `seen` is `load`'s read of the user ($5, $6) with every
+/// membership; when there is no such user and no invitation waits for the verified email
+/// ($2, NULL when none is accepted at sign-in), the organization is inserted if there is
+/// none (its first slug; a taken slug, or another request creating it first, inserts
+/// nothing), the user only with an organization to join, the membership and its audit
+/// event only with that user. The user insert has no ON CONFLICT on purpose: a user
+/// inserted concurrently fails the whole statement (unique violation), organization
+/// included, so no outcome leaves an organization without its member. Rows with `existed`
+/// are the user as found; one row without it means everything was written; no row or
+/// that error, that nothing was. Columns as `load` names them.
+const SIGHT: &str = "\
+WITH seen AS (
+    SELECT u.id, u.email, u.name, u.avatar_url, u.email_verified, u.last_login_at, u.created_at,
+           m.id AS m_id, m.organization_id AS m_org, m.role AS m_role, m.is_active AS m_active,
+           m.joined_at AS m_joined, o.slug AS o_slug, o.external_id AS o_ext, o.name AS o_name,
+           o.storage_bucket AS o_bucket, o.created_at AS o_created, o.updated_at AS o_updated
+    FROM users u
+    LEFT JOIN memberships m ON m.user_id = u.id
+    LEFT JOIN organizations o ON o.id = m.organization_id
+    WHERE u.issuer = $5 AND u.external_id = $6
+), pending AS (
+    SELECT EXISTS (SELECT 1 FROM invitations
+                   WHERE email_normalized = $2 AND status = 'pending' AND expires_at > $3) AS waiting
+), go AS (
+    SELECT NOT pending.waiting AND NOT EXISTS (SELECT 1 FROM seen) AS ok FROM pending
 ), found AS (
     SELECT id, external_id, name, slug, storage_bucket, created_at, updated_at
     FROM organizations WHERE external_id = $1
@@ -596,11 +618,13 @@ WITH go AS (
     INSERT INTO audit_events (id, organization_id, at, action, actor_id, target_type, target_id, details)
     SELECT $14, m.organization_id, $3, $15, u.id, 'user', u.id, $16 FROM m, u
 )
+SELECT seen.*, true AS existed, pending.waiting AS pending_invitations, false AS org_created
+FROM seen, pending
+UNION ALL
 SELECT u.id, u.email, u.name, u.avatar_url, u.email_verified, u.last_login_at, u.created_at,
-       m.id AS m_id, m.organization_id AS m_org, m.role AS m_role, m.is_active AS m_active,
-       m.joined_at AS m_joined, o.slug AS o_slug, o.external_id AS o_ext, o.name AS o_name,
-       o.storage_bucket AS o_bucket, o.created_at AS o_created, o.updated_at AS o_updated,
-       EXISTS (SELECT 1 FROM created) AS org_created
+       m.id, m.organization_id, m.role, m.is_active, m.joined_at, o.slug, o.external_id, o.name,
+       o.storage_bucket, o.created_at, o.updated_at,
+       false, false, EXISTS (SELECT 1 FROM created)
 FROM u, m, o";
 
 /// The name a new organization gets: the token's, else its external id (bounded).
@@ -711,17 +735,34 @@ async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Option<&str>) ->
             .and_where(Expr::col((u, user::Column::ExternalId)).eq(identity.subject.as_str())),
         Key::UserId(id) => stmt.and_where(Expr::col((u, user::Column::Id)).eq(id)),
     };
-    let rows = db.query_all(&stmt).await?;
+    found_from_rows(&db.query_all(&stmt).await?, invited.is_some())
+}
+
+/// A user with every membership from `load`'s columns (one row per membership, or one
+/// without); `pending` says whether the rows carry `pending_invitations`.
+fn found_from_rows(rows: &[QueryResult], pending: bool) -> AppResult<Option<Found>> {
     let Some(first) = rows.first() else { return Ok(None) };
     let user = user_from_row(first)?;
-    let pending_invitations = invited.is_some() && first.try_get::<bool>("", "pending_invitations")?;
+    let pending_invitations = pending && first.try_get::<bool>("", "pending_invitations")?;
     let mut memberships = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         if let Some(m) = membership_from_row(r)? {
             memberships.push(m);
         }
     }
     Ok(Some(Found { user, memberships, pending_invitations }))
+}
+
+/// What [`Provisioner::sight`] found or did.
+enum Sight {
+    /// The user exists; their rows as `load` reads them.
+    Existing(Found),
+    /// The user was new and is written, with the organization if new and the membership.
+    Created(Found),
+    /// The user was new and nothing was written: the transaction path's case.
+    Absent,
+    /// Not PostgreSQL or no organization in the token: `load`, then the transaction.
+    NotApplicable,
 }
 
 /// The user `identity` names and every membership, as provisioning would find them —

@@ -247,9 +247,10 @@ async fn a_first_sight_answers_what_the_database_holds() {
 }
 
 /// The first sight of a new user of an organization that exists (or of a new one) is, on
-/// PostgreSQL, the identity SELECT and one statement that checks for invitations and writes
-/// the organization if new, the user, the membership and its audit event; SQLite runs the transaction (the user, the pending
-/// invitations of the verified email, the organization, the membership, its event).
+/// PostgreSQL, one statement that looks the user up, checks for invitations and writes the
+/// organization if new, the user, the membership and its audit event; SQLite runs the
+/// identity SELECT and the transaction (the user, the pending invitations of the verified
+/// email, the organization, the membership, its event).
 /// Neither reads the user again; both then run the query's own read of the organization
 /// (after the tenancy settings when PostgreSQL row-level security is enforced).
 #[tokio::test]
@@ -260,7 +261,7 @@ async fn a_first_sight_writes_in_one_statement_on_postgres() {
     let d = app.data(&app.token("newcomer", Some("acme"), Some("member")), ME, json!({})).await;
     assert_eq!(d["me"]["activeRole"], "MEMBER");
     let rls = u64::from(app.app.state.db_role.is_some());
-    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + 1 + rls + 1 } else { 1 + 5 + 1 };
+    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + rls + 1 } else { 1 + 5 + 1 };
     assert_eq!(app.statements() - before, expected);
     let user = "user_id IN (SELECT id FROM users WHERE external_id = 'newcomer')";
     assert_eq!(app.count("memberships", &format!("{user} AND role = 'member' AND is_active")).await, 1);
@@ -275,7 +276,7 @@ async fn a_first_sight_writes_in_one_statement_on_postgres() {
     let before = app.statements();
     let d = app.data(&app.token("pioneer", Some("new-co"), Some("admin")), ME, json!({})).await;
     assert_eq!(d["me"]["activeOrganization"]["slug"], "new-co");
-    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + 1 + rls + 1 } else { 1 + 6 + 1 };
+    let expected = if app.backend() == sea_orm::DbBackend::Postgres { 1 + rls + 1 } else { 1 + 6 + 1 };
     assert_eq!(app.statements() - before, expected);
     assert_eq!(app.count("memberships", "role = 'admin'").await, 2);
 }
@@ -324,4 +325,50 @@ async fn an_invitation_to_the_token_s_organization_is_accepted_at_first_sight() 
     assert_eq!(app.count("invitations", "status = 'accepted'").await, 1);
     assert_eq!(app.count("memberships", "").await, 2);
     assert_eq!(app.count("audit_events", "action = 'INVITATION_ACCEPTED'").await, 1);
+}
+
+/// A user the server has not cached is read by the same statement that would create them
+/// (on PostgreSQL): for a known user it writes nothing, and what the user lacks — an
+/// invitation waiting for their email, an organization their token names that is new —
+/// is still provisioned, once.
+#[tokio::test]
+async fn a_known_user_the_server_has_not_cached_gets_what_they_lack_and_nothing_else() {
+    let a = TestApp::spawn().await;
+    let fresh = TestApp::spawn_on(a.db.clone(), |c| c.context_cache_ttl = std::time::Duration::ZERO).await;
+    let alice = a.token("alice", Some("acme"), Some("admin"));
+    a.data(&alice, ME, json!({})).await;
+    let rows = || async {
+        (a.count("organizations", "").await, a.count("memberships", "").await, a.count("audit_events", "").await)
+    };
+    let before = rows().await;
+    for _ in 0..2 {
+        let d = fresh.data(&alice, ME, json!({})).await;
+        assert_eq!(d["me"]["activeRole"], "ADMIN", "{d}");
+    }
+    assert_eq!(rows().await, before, "a known user's read wrote rows");
+
+    // An invitation to another organization waits for alice's email: accepted on her next request.
+    let bob = a.token("bob", Some("beta"), Some("admin"));
+    a.data(&bob, ME, json!({})).await;
+    let invite = "mutation { inviteMember(input: { email: \"alice@example.com\", role: INSTRUCTOR }) { id } }";
+    a.data(&bob, invite, json!({})).await;
+    fresh.data(&alice, ME, json!({})).await;
+    assert_eq!(a.count("invitations", "status = 'accepted'").await, 1);
+    let alice_in = |org: &str| {
+        format!(
+            "user_id IN (SELECT id FROM users WHERE external_id = 'alice') AND organization_id IN \
+             (SELECT id FROM organizations WHERE external_id = '{org}')"
+        )
+    };
+    assert_eq!(a.count("memberships", &format!("{} AND role = 'instructor'", alice_in("beta"))).await, 1);
+
+    // A token naming an organization nobody has seen: created once, with her membership.
+    let gamma = a.token("alice", Some("gamma"), Some("member"));
+    for _ in 0..2 {
+        let d = fresh.data(&gamma, ME, json!({})).await;
+        assert_eq!(d["me"]["activeOrganization"]["slug"], "gamma", "{d}");
+    }
+    assert_eq!(a.count("organizations", "external_id = 'gamma'").await, 1);
+    assert_eq!(a.count("memberships", &alice_in("gamma")).await, 1);
+    assert_eq!(a.count("users", "").await, 2);
 }
