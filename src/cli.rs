@@ -1,5 +1,7 @@
 //! The command line: `serve` (default), `migrate`, `schema`, `token`, `seed`, `doctor`.
 
+use std::io::Write as _;
+
 use clap::{Parser, Subcommand};
 
 use crate::{config::ConfigArgs, doctor::DoctorArgs, seed::SeedArgs, token::TokenArgs};
@@ -36,6 +38,20 @@ pub enum Command {
     /// Explain why a token is refused or an operation denied, check by check; writes nothing.
     /// Exit code 0: accepted (and every field of --query allowed); 1: not; 2: usage error.
     Doctor(Box<DoctorArgs>),
+}
+
+/// Writes a command's output to standard output. A reader that went away
+/// (`coursegraph seed … | head -1`) ends the process quietly with success, as Unix tools
+/// do, where `print!` would panic with a backtrace; any other write error is reported.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use clap::Parser as _;
 use coursegraph::{
     app::App,
     authz,
-    cli::{Cli, Command},
+    cli::{self, Cli, Command},
     config::Config,
     db, doctor, graphql, seed, telemetry, token,
 };
@@ -21,11 +21,11 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
     match command {
         Command::Schema => {
-            print!("{}", graphql::schema::sdl());
+            cli::emit(&graphql::schema::sdl());
             return ExitCode::SUCCESS;
         }
         Command::Permissions => {
-            print!("{}", authz::docs::permissions_markdown());
+            cli::emit(&authz::docs::permissions_markdown());
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     if let Command::Token(args) = &command {
         return match token::mint(&config, args) {
             Ok(t) => {
-                println!("{t}");
+                cli::emit(&format!("{t}\n"));
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -95,12 +95,17 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
     let issuer = config.auth.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
     if args.bench {
         let n = crate::bench_data::load(&conn, &issuer, args.scale).await?;
-        println!("Loaded the benchmark data set ({n}). Users sign in as `auth0|user-NNNN` of `tenant-NN`, e.g.:");
-        println!("  coursegraph token --sub 'auth0|user-0103' --org tenant-03");
+        crate::cli::emit(&format!(
+            "Loaded the benchmark data set ({n}). Users sign in as `auth0|user-NNNN` of `tenant-NN`, e.g.:\n  \
+             coursegraph token --sub 'auth0|user-0103' --org tenant-03\n"
+        ));
         return Ok(());
     }
     seed_demo(&conn, &issuer).await?;
-    println!("Seeded the demo organizations (acme, globex). Tokens (valid {}):\n", fmt_ttl(args.token_ttl));
+    crate::cli::emit(&format!(
+        "Seeded the demo organizations (acme, globex). Tokens (valid {}):\n\n",
+        fmt_ttl(args.token_ttl)
+    ));
     for org in &ORGS {
         for (sub, name, role) in org.users {
             let t = token::mint(
@@ -119,7 +124,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
                 },
             )
             .map_err(|e| anyhow::anyhow!(e))?;
-            println!("# {sub} — {role} of {}\n{t}\n", org.key);
+            crate::cli::emit(&format!("# {sub} — {role} of {}\n{t}\n\n", org.key));
         }
     }
     Ok(())

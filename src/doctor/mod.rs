@@ -1216,8 +1216,8 @@ pub async fn cli(config: &Config, args: &DoctorArgs) -> u8 {
         }
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
-        Format::Text => print!("{}", text::render(&report)),
+        Format::Json => crate::cli::emit(&format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())),
+        Format::Text => crate::cli::emit(&text::render(&report)),
     }
     if report.ok { 0 } else { 1 }
 }

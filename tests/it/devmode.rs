@@ -115,3 +115,19 @@ fn schema_command_prints_the_sdl() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), coursegraph::graphql::schema::sdl());
 }
+
+/// A command whose reader goes away (`coursegraph schema | head -1`) ends quietly with
+/// success, as Unix tools do, instead of a panic and its backtrace on standard error.
+#[test]
+fn a_command_whose_reader_went_away_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["schema"][..], &["permissions"], &["token", "--sub", "alice"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = clean_command(dir.path()).args(args).stdout(writer).stderr(std::process::Stdio::piped()).output();
+        let out = out.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
