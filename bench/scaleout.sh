@@ -89,6 +89,21 @@ metric() {   # NAME_WITH_LABELS -> value (0 if absent)
   curl -s "http://127.0.0.1:$PORT/metrics" | awk -v k="$1" '$1 == k {print $2; f=1} END {if (!f) print 0}'
 }
 
+record_first_sight() {   # SCALE CONFIG REP < the driver's first-sight lines -> $RESULTS
+  python3 -c '
+import json, sys
+scale, config, rep = sys.argv[1], sys.argv[2], sys.argv[3]
+for line in sys.stdin:
+    if line.strip():
+        r = json.loads(line)
+        assert r["errors"] == 0, r
+        print(json.dumps({"scale": int(scale), "config": config, "workload": r["workload"], "rep": int(rep), "rps": r["rps"],
+                          "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "requests": r["requests"],
+                          "statements_per_req": r.get("statements_per_req")}))
+' "$@" >> "$RESULTS"
+  tail -2 "$RESULTS" >&2
+}
+
 pin_set 1
 REFERENCE="$OUT/w1_reference.json"
 for scale in $SCALES; do
@@ -140,25 +155,14 @@ PY
   done
   # First sight on this data set size: 1,000 never-seen users of 50 never-seen organizations.
   for config in direct pgbouncer; do
-    # REPS runs, each of its own never-seen users and organizations, on one server (as on
+    # REPS runs, each of its own never-seen users and organizations on a fresh server (as on
     # the machine's PostgreSQL below): a single run's p99 is the tail of 1,000 requests.
     for rep in $(seq "$REPS"); do
       serve "$config" "$db"
       out=$(taskset -c 0 "$DRIVER" --url "http://127.0.0.1:$PORT/graphql" --metrics "http://127.0.0.1:$PORT/metrics" \
         --secret "$BENCH_SECRET" first-sight --prefix "s1-$config-$rep-$(date +%s)" --users 1000 --orgs 50)
       stop
-      echo "$out" | python3 -c '
-import json, sys
-scale, config, rep = sys.argv[1], sys.argv[2], sys.argv[3]
-for line in sys.stdin:
-    if line.strip():
-        r = json.loads(line)
-        assert r["errors"] == 0, r
-        print(json.dumps({"scale": int(scale), "config": config, "workload": r["workload"], "rep": int(rep), "rps": r["rps"],
-                          "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "requests": r["requests"],
-                          "statements_per_req": r.get("statements_per_req")}))
-' "$scale" "$config" "$rep" >> "$RESULTS"
-      tail -2 "$RESULTS" >&2
+      echo "$out" | record_first_sight "$scale" "$config" "$rep"
     done
   done
 done
@@ -187,18 +191,7 @@ if [ "${SYSTEM_W3:-1}" = 1 ] && psql_on "$SYSTEM_PG/postgres" "SELECT 1" >/dev/n
       out=$(taskset -c 0 "$DRIVER" --url "http://127.0.0.1:$PORT/graphql" --metrics "http://127.0.0.1:$PORT/metrics" \
         --secret "$BENCH_SECRET" first-sight --prefix "s1-sys-$rep-$(date +%s)" --users 1000 --orgs 50)
       stop
-      echo "$out" | python3 -c '
-import json, sys
-scale, rep = sys.argv[1], sys.argv[2]
-for line in sys.stdin:
-    if line.strip():
-        r = json.loads(line)
-        assert r["errors"] == 0, r
-        print(json.dumps({"scale": int(scale), "config": "system", "workload": r["workload"], "rep": int(rep), "rps": r["rps"],
-                          "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "requests": r["requests"],
-                          "statements_per_req": r.get("statements_per_req")}))
-' "$scale" "$rep" >> "$RESULTS"
-      tail -2 "$RESULTS" >&2
+      echo "$out" | record_first_sight "$scale" system "$rep"
     done
     pin_system 0-1
     psql_on "$SYSTEM_PG/postgres" "DROP DATABASE IF EXISTS $db WITH (FORCE)"
