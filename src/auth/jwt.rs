@@ -157,6 +157,11 @@ impl Verifier {
             k => map_error(k),
         })?;
         let claims = data.claims;
+        // No text column can hold U+0000 on PostgreSQL (SQLite stores it): a claim carrying
+        // one is refused here, the same on both databases, instead of failing provisioning.
+        if claims.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+            return Err(AuthReason::TokenMalformed.into());
+        }
 
         // `sub` must be a non-empty string: it is half of the user's identity.
         match claims.get("sub") {
@@ -240,6 +245,16 @@ fn map_error(kind: &ErrorKind) -> AuthError {
         _ => AuthReason::TokenMalformed,
     };
     reason.into()
+}
+
+/// Whether a NUL character is anywhere in `v`, keys included.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// Whether the (already signature-checked) payload carries `claim` at all.

@@ -1,7 +1,8 @@
 //! Abuse limits, checked before execution: lexical tokens (counted before parsing),
 //! aliases, directives per field and selection depth on the parsed document, and
 //! complexity by async-graphql's validation. Every refusal is QUERY_TOO_COMPLEX with
-//! `limit`, `actual` and `kind`.
+//! `limit`, `actual` and `kind`. The same pass refuses input no database can store
+//! ([`super::input`]).
 //!
 //! This runs in the HTTP layer rather than as an async-graphql extension: any extension
 //! puts a boxed hook around every resolved field, which measurably slows large responses
@@ -63,6 +64,8 @@ impl Preflight {
     pub fn check(&self, req: &mut Request) -> Result<Option<OperationType>, ServerError> {
         let hit = self.parsed.lock().unwrap_or_else(|e| e.into_inner()).get(&req.query).cloned();
         if let Some(doc) = hit {
+            super::input::refuse_nul(&req.query, &doc, req.operation_name.as_deref(), &req.variables)
+                .map_err(to_server_error)?;
             let ty = operation_type(&doc, req.operation_name.as_deref());
             req.set_parsed_query(doc.as_ref().clone());
             return Ok(ty);
@@ -91,6 +94,8 @@ impl Preflight {
         if req.query.len() <= MAX_CACHED_QUERY {
             self.parsed.lock().unwrap_or_else(|e| e.into_inner()).put(req.query.clone(), Arc::new(doc.clone()));
         }
+        super::input::refuse_nul(&req.query, &doc, req.operation_name.as_deref(), &req.variables)
+            .map_err(to_server_error)?;
         let ty = operation_type(&doc, req.operation_name.as_deref());
         req.set_parsed_query(doc);
         Ok(ty)

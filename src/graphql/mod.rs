@@ -1,6 +1,7 @@
 //! The GraphQL layer: schema, context accessors, API types, resolvers and loaders.
 
 pub mod context;
+pub mod input;
 pub mod lifecycle;
 pub mod limits;
 pub mod loaders;

@@ -723,3 +723,69 @@ async fn a_renamed_organization_is_seen_at_once() {
     assert_eq!(a.app.data(&a.member, q, json!({})).await["organization"]["name"], "Acme Renamed");
     assert_eq!(a.app.data(&a.admin, q, json!({})).await["organization"]["name"], "Acme Renamed");
 }
+
+/// The keys of every object in `text` (a JSON document), in the order they appear.
+fn keys_in_order(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'"' {
+            let end = i + 1 + text[i + 1..].find('"').unwrap();
+            if b.get(end + 1) == Some(&b':') {
+                out.push(text[i + 1..end].to_owned());
+            }
+            i = end + 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn response_keys_follow_the_request_order() {
+    let a = acme().await;
+    fixtures::course(a.app.conn(), a.org, Some(a.admin_id), "Ordered", true).await;
+    // Fields answered from memory (user, activeRole) and fields that wait for the database
+    // (activeOrganization, totalCount) interleaved, at the root and below, with aliases.
+    let query = "{ me { user { id } activeOrganization { name } activeRole isPlatformAdmin } \
+                 c: courses { totalCount nodes { title id } pageInfo { hasNextPage } } \
+                 a: organizations { slug id } }";
+    for _ in 0..5 {
+        let resp = a
+            .app
+            .client
+            .post(a.app.url("/graphql"))
+            .bearer_auth(&a.admin)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap();
+        let text = resp.text().await.unwrap();
+        assert_eq!(
+            keys_in_order(&text),
+            [
+                "data",
+                "me",
+                "user",
+                "id",
+                "activeOrganization",
+                "name",
+                "activeRole",
+                "isPlatformAdmin",
+                "c",
+                "totalCount",
+                "nodes",
+                "title",
+                "id",
+                "pageInfo",
+                "hasNextPage",
+                "a",
+                "slug",
+                "id"
+            ],
+            "{text}"
+        );
+    }
+}

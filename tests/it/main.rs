@@ -10,6 +10,7 @@ mod fixtures;
 mod foundation;
 mod hardening;
 mod helpers;
+mod hostile;
 mod identity;
 mod isolation;
 mod jwks_server;
