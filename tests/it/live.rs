@@ -603,3 +603,37 @@ async fn subscribers_share_an_execution_only_when_the_policy_cannot_tell_them_ap
     let p = mos.next_payload("s").await;
     assert_eq!(change(&p)["kind"], "ADDED");
 }
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_closed_with_1009_not_reset() {
+    let w = World::with(|c| c.limits.max_body_bytes = 64 * 1024).await;
+    let addr = w.addr();
+    // Under the limit: a padded connection_init is accepted.
+    let mut ws = ws::open(&addr, "graphql-transport-ws", &[]).await;
+    let padded = json!({ "type": "connection_init",
+        "payload": { "Authorization": format!("Bearer {}", w.member), "pad": "x".repeat(60 * 1024) } });
+    ws.send_raw(padded.to_string()).await.unwrap();
+    assert_eq!(ws.recv().await, Frame::Msg(json!({ "type": "connection_ack" })));
+    // Over it, before and after connection_init (a 3 MiB message): 1009 with the limit as the
+    // reason, and the connection then ends with the server's close, not a reset.
+    let huge = json!({ "type": "connection_init", "payload": { "pad": "x".repeat(3 << 20) } }).to_string();
+    let mut before = ws::open(&addr, "graphql-transport-ws", &[]).await;
+    let mut after = ws::connect(&addr, &w.member).await;
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ me { activeRole } }",
+        "variables": { "pad": "x".repeat(3 << 20) } } })
+    .to_string();
+    for (ws, message) in [(&mut before, huge), (&mut after, subscribe)] {
+        ws.send_raw(message).await.expect("the server reads the whole message");
+        match ws.recv().await {
+            Frame::Closed(code, reason) => {
+                assert_eq!(code, 1009, "{reason}");
+                assert!(reason.contains("65536") && reason.contains("COURSEGRAPH_MAX_BODY_BYTES"), "{reason}");
+            }
+            f => panic!("expected a close frame, got {f:?}"),
+        }
+        ws.end().await.expect("a clean end after the close frame");
+    }
+    // The server is fine: the first connection still answers.
+    ws.subscribe("q", "{ me { activeRole } }", json!({})).await;
+    assert_eq!(ws.next_payload("q").await, json!({ "data": { "me": { "activeRole": "MEMBER" } } }));
+}

@@ -86,6 +86,25 @@ impl Ws {
         }
     }
 
+    /// Sends `text` as it is (any size), without waiting for an answer.
+    pub async fn send_raw(&mut self, text: String) -> Result<(), String> {
+        self.stream.send(Message::text(text)).await.map_err(|e| e.to_string())
+    }
+
+    /// After a close frame: how the connection ends, `Ok` when the server closed it (the
+    /// stream ends), `Err` with the error when it was reset or broke.
+    pub async fn end(&mut self) -> Result<(), String> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await {
+                Err(_) => return Err("still open after 10 s".into()),
+                Ok(None) => return Ok(()),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed))) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+            }
+        }
+    }
+
     /// The next `next` payload for `id`, failing on anything else.
     pub async fn next_payload(&mut self, id: &str) -> Value {
         match self.recv().await {

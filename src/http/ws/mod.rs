@@ -10,6 +10,8 @@
 //! and tasks produce, and re-reads the viewer whenever one of their memberships changes —
 //! then each subscription ends or moves to the group of the viewer as they are now.
 
+mod upgrade;
+
 use std::{
     collections::HashMap,
     sync::Arc,
@@ -19,13 +21,14 @@ use std::{
 use async_graphql::{Request as GqlRequest, ServerError, parser::types::OperationType};
 use futures_util::{SinkExt as _, StreamExt as _};
 use poem::{
-    FromRequest, IntoResponse, Request, RequestBody, Response,
+    Request, Response,
     http::{StatusCode, header},
-    web::websocket::{CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream},
 };
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::AbortHandle, time::Instant};
+use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 use tracing::Instrument as _;
+use upgrade::{Sink, Socket, Source, close};
 
 use super::{
     exec,
@@ -75,15 +78,6 @@ pub async fn upgrade(req: &Request, state: Arc<AppState>, request_id: String) ->
         tracing::info!(origin = ?req.headers().get(header::ORIGIN), "websocket upgrade refused: origin not allowed");
         return Response::builder().status(StatusCode::FORBIDDEN).body("origin not allowed (COURSEGRAPH_CORS_ORIGINS)");
     }
-    let ws = match WebSocket::from_request(req, &mut RequestBody::default()).await {
-        Ok(ws) => ws,
-        Err(e) => return e.into_response(),
-    };
-    let offered = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|p| p.trim() == PROTOCOL));
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let upgrade_auth = header("authorization");
     let upgrade_org = header("x-organization-id");
@@ -96,13 +90,10 @@ pub async fn upgrade(req: &Request, state: Arc<AppState>, request_id: String) ->
         .max_write_buffer_size(4 << 20)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    ws.protocols([PROTOCOL])
-        .config(config)
-        .on_upgrade(move |socket| async move {
-            let conn = Connection { state, request_id, upgrade_auth, upgrade_org };
-            conn.serve(socket, offered).await;
-        })
-        .into_response()
+    upgrade::accept(req, PROTOCOL, config, move |socket, offered| async move {
+        let conn = Connection { state, request_id, upgrade_auth, upgrade_org };
+        conn.serve(socket, offered).await;
+    })
 }
 
 struct Connection {
@@ -112,12 +103,12 @@ struct Connection {
     upgrade_org: Option<String>,
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocketStream, Message>;
-type Source = futures_util::stream::SplitStream<WebSocketStream>;
-
-async fn close(sink: &mut Sink, code: u16, reason: &str) {
-    let _ = sink.send(Message::close_with(CloseCode::from(code), reason.to_owned())).await;
-    let _ = sink.close().await;
+/// How a connection's read loop ended.
+enum Ended {
+    /// Closed (by either side), or the socket is gone.
+    Closed,
+    /// The client sent a message over the size limit: refuse it with 1009.
+    TooBig,
 }
 
 /// A message of the protocol, or `None` for one that is not.
@@ -128,14 +119,16 @@ fn parse(msg: &str) -> Option<Value> {
 }
 
 impl Connection {
-    async fn serve(self, socket: WebSocketStream, offered: bool) {
+    async fn serve(self, socket: Socket, offered: bool) {
         let (mut sink, mut source) = socket.split();
         if !offered {
             return close(&mut sink, 4406, "Subprotocol not acceptable").await;
         }
         let init = match tokio::time::timeout(INIT_TIMEOUT, wait_for_init(&mut sink, &mut source)).await {
-            Ok(Some(payload)) => payload,
-            Ok(None) => return,
+            Ok(Ok(Some(payload))) => payload,
+            Ok(Ok(None)) => return,
+            Ok(Err(Ended::TooBig)) => return self.refuse_too_big(sink, source).await,
+            Ok(Err(Ended::Closed)) => return,
             Err(_) => return close(&mut sink, 4408, "Connection initialisation timeout").await,
         };
         let field =
@@ -169,6 +162,14 @@ impl Connection {
         self.state.metrics.ws_connections(-1);
     }
 
+    /// Closes with 1009 and what the limit is, and reads out the rest of the message.
+    async fn refuse_too_big(&self, sink: Sink, source: Source) {
+        let limit = self.state.config.limits.max_body_bytes;
+        tracing::info!(limit, "websocket closed: a message over the size limit");
+        let reason = format!("message too big: at most {limit} bytes (COURSEGRAPH_MAX_BODY_BYTES)");
+        upgrade::refuse_too_big(sink, source, reason).await;
+    }
+
     async fn run(&self, mut sink: Sink, mut source: Source, viewer: Arc<Viewer>, valid_until: Option<u64>) {
         let user = viewer.user.id;
         let cell = ViewerCell::new(Some(viewer));
@@ -181,13 +182,18 @@ impl Connection {
         tokio::pin!(expired);
         let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
         let limit = self.state.config.max_subscriptions_per_connection;
+        let mut ended = Ended::Closed;
         loop {
             tokio::select! {
                 msg = source.next() => {
                     let text = match msg {
                         Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                         Some(Ok(Message::Binary(_))) => break close(&mut sink, 4400, "Binary messages are not part of the protocol").await,
+                        Some(Err(e)) if upgrade::too_big(&e) => {
+                            ended = Ended::TooBig;
+                            break;
+                        }
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     };
                     let Some(msg) = parse(&text) else { break close(&mut sink, 4400, "Invalid message received").await };
@@ -262,13 +268,16 @@ impl Connection {
                     break close(&mut sink, 4403, AuthReason::TokenExpired.as_str()).await;
                 }
                 _ = keepalive.tick() => {
-                    if sink.send(Message::ping(Vec::new())).await.is_err() { break }
+                    if sink.send(Message::Ping(Default::default())).await.is_err() { break }
                 }
             }
         }
         let ids: Vec<Arc<str>> = subs.entries.keys().cloned().collect();
         for id in ids {
             self.drop_sub(&mut subs, &id);
+        }
+        if let Ended::TooBig = ended {
+            self.refuse_too_big(sink, source).await;
         }
     }
 
@@ -449,34 +458,37 @@ impl Spec {
     }
 }
 
-/// Waits for `connection_init` (answering pings meanwhile); `None` if the socket closed
-/// or the client broke the protocol (the socket is then closed with its code).
-async fn wait_for_init(sink: &mut Sink, source: &mut Source) -> Option<Value> {
+/// Waits for `connection_init` (answering pings meanwhile): its payload, or `None` if the
+/// client broke the protocol (the socket is then closed with its code).
+async fn wait_for_init(sink: &mut Sink, source: &mut Source) -> Result<Option<Value>, Ended> {
     loop {
-        let text = match source.next().await? {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(_) | Err(_) => return None,
+        let text = match source.next().await {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Err(e)) if upgrade::too_big(&e) => return Err(Ended::TooBig),
+            Some(Ok(_) | Err(_)) | None => return Err(Ended::Closed),
         };
         let Some(msg) = parse(&text) else {
             close(sink, 4400, "Invalid message received").await;
-            return None;
+            return Ok(None);
         };
         match msg["type"].as_str().unwrap_or_default() {
             "connection_init" => {
-                return Some(msg.get("payload").cloned().filter(Value::is_object).unwrap_or(json!({})));
+                return Ok(Some(msg.get("payload").cloned().filter(Value::is_object).unwrap_or(json!({}))));
             }
             "ping" => {
-                sink.send(Message::text(r#"{"type":"pong"}"#)).await.ok()?;
+                if sink.send(Message::text(r#"{"type":"pong"}"#)).await.is_err() {
+                    return Err(Ended::Closed);
+                }
             }
             "pong" => {}
             "subscribe" => {
                 close(sink, 4401, "Unauthorized").await;
-                return None;
+                return Ok(None);
             }
             _ => {
                 close(sink, 4400, "Invalid message received").await;
-                return None;
+                return Ok(None);
             }
         }
     }
