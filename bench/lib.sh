@@ -11,6 +11,26 @@ w1_token() {
   env -u COURSEGRAPH_DB_ROLE COURSEGRAPH_JWT_SECRET="$BENCH_SECRET" "$1" token --sub 'auth0|user-0103' --org tenant-03 --ttl 12h
 }
 
+# check_first_sight QUERY PREFIX USERS ORGS WARMUP — after the driver's `first-sight` run with
+# PREFIX, each provisioned row exists exactly once: the timed run's USERS users in ORGS
+# organizations with one membership each, and the WARMUP warm-up users of their one
+# organization (`PREFIX-warmup-…`), counted apart. QUERY is a command that prints the
+# result of the SQL it is given (sqlite3 or psql).
+check_first_sight() {
+  local q=$1 p=$2 users=$3 orgs=$4 warm=$5 got want
+  local timed="external_id LIKE '$p-%' AND external_id NOT LIKE '$p-warmup-%'"
+  local warmup="external_id LIKE '$p-warmup-%'"
+  got="$("$q" "SELECT count(*) FROM users WHERE $timed") $("$q" "SELECT count(*) FROM organizations WHERE $timed")"
+  got+=" $("$q" "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.$timed")"
+  got+=" $("$q" "SELECT count(*) FROM users WHERE $warmup") $("$q" "SELECT count(*) FROM organizations WHERE $warmup")"
+  got+=" $("$q" "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.$warmup")"
+  want="$users $orgs $users $warm $(( warm > 0 ? 1 : 0 )) $warm"
+  [ "$got" = "$want" ] || {
+    echo "FAIL: first sight $p left (users organizations memberships, then the warm-up's) $got, expected $want" >&2
+    return 1
+  }
+}
+
 # coursegraph_statements PORT -> the server's SQL statement counter (from /metrics).
 coursegraph_statements() {
   curl -s "http://127.0.0.1:$1/metrics" | awk '/^coursegraph_db_statements_total / {print $2; f=1} END {if (!f) print 0}'

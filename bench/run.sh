@@ -99,6 +99,8 @@ rows() {
     *) su postgres -c "psql -X -At -d coursegraph_bench -c \"$2\"" ;;
   esac
 }
+rows_coursegraph-sqlite() { rows sqlite "$1"; }
+rows_coursegraph-postgres() { rows postgres "$1"; }
 
 bench_coursegraph() {
   local sys=$1 url=$2 port=$3 token lens
@@ -124,12 +126,8 @@ bench_coursegraph() {
   local r prefix
   for r in $(seq "$REPS"); do
     prefix="w3-$sys-$r-$(date +%s)"
-    drive "$sys" "$port" first-sight --prefix "$prefix" --users 1000 --orgs 50
-    local u o m
-    u=$(rows "$sys" "SELECT count(*) FROM users WHERE external_id LIKE '$prefix-%'")
-    o=$(rows "$sys" "SELECT count(*) FROM organizations WHERE external_id LIKE '$prefix-%'")
-    m=$(rows "$sys" "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.external_id LIKE '$prefix-%'")
-    [ "$u $o $m" = "1000 50 1000" ] || { log "FAIL: W3 left $u users, $o organizations, $m memberships"; exit 1; }
+    drive "$sys" "$port" first-sight --prefix "$prefix" --users 1000 --orgs 50 --warmup 64
+    check_first_sight "rows_$sys" "$prefix" 1000 50 64 || exit 1
   done
   # W4: an instructor of organization #5 creates, reorders and deletes tracks.
   for _ in $(seq "$REPS"); do

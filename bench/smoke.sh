@@ -2,10 +2,16 @@
 # bench/smoke.sh BINARY — the benchmark's W1/W2 path in a few seconds, for CI: loads the
 # benchmark data set into a fresh SQLite file and a fresh PostgreSQL database, checks the
 # answers against each database (bench/check.py), then drives W1 with wrk for a few
-# seconds and fails on any response that is not byte-identical to the checked one. It
-# measures nothing (CI machines are noisy); bench/run.sh does. Needs wrk, sqlite3 and psql.
+# seconds and fails on any response that is not byte-identical to the checked one; then
+# W3's first sight, a few dozen never-seen users through the benchmark's driver, with the
+# same row check as bench/run.sh. It measures nothing (CI machines are noisy); bench/run.sh
+# does. Needs wrk, sqlite3 and psql.
 set -euo pipefail
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
+DRIVER="$BENCH/target/debug/cg-bench-driver"
+CARGO_TARGET_DIR="$BENCH/target" cargo build --locked -q --manifest-path "$BENCH/driver/Cargo.toml"
 BIN="$(realpath "${1:?usage: bench/smoke.sh path/to/coursegraph}")"
 SECONDS_EACH=${SMOKE_SECONDS:-3}
 SECRET=coursegraph-smoke-secret-0123456789abcdef
@@ -17,6 +23,9 @@ cleanup() {
   su postgres -c "psql -X -q -c 'DROP DATABASE IF EXISTS coursegraph_smoke'" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+
+sql_sqlite() { sqlite3 "$WORK/smoke.db" "$1"; }
+sql_postgres() { su postgres -c "psql -X -At -d coursegraph_smoke -c \"$1\""; }
 
 smoke() {   # NAME DATABASE_URL TRUTH
   local name=$1 url=$2 truth=$3 port token lens
@@ -36,6 +45,10 @@ smoke() {   # NAME DATABASE_URL TRUTH
     echo "$name W1 first=$first: $res"
     case "$res" in *" bad=0 sock_err=0 non2xx=0") ;; *) echo "FAIL: $name W1 first=$first" >&2; cat "$WORK/$name.log" >&2; exit 1 ;; esac
   done
+  "$DRIVER" --url "http://127.0.0.1:$port/graphql" --secret "$SECRET" \
+    first-sight --prefix "smoke-$name" --users 40 --orgs 4 --warmup 8 >/dev/null
+  check_first_sight "sql_$name" "smoke-$name" 40 4 8 || { cat "$WORK/$name.log" >&2; exit 1; }
+  echo "$name W3 first sight: 40 users in 4 organizations and 8 warm-up users, each once"
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 }
 

@@ -143,7 +143,7 @@ impl Provisioner {
         viewer.active_organization = self.active_organization(&viewer, identity, active_header).await?;
         if viewer.platform_admin {
             tracing::info!(target: "audit", event = "platform_admin.request", user_id = %viewer.user.id,
-                organization_id = ?viewer.active_organization, "platform admin authenticated");
+                organization_id = viewer.active_organization.map(tracing::field::display), "platform admin authenticated");
         }
         Ok(viewer)
     }

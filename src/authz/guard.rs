@@ -22,7 +22,7 @@ pub fn require(viewer: &Viewer, action: Action, resource: &Resource) -> AppResul
     if d.allowed {
         if d.reason == AccessReason::GrantedAsPlatformAdmin {
             tracing::info!(target: "audit", event = "platform_admin.granted", user_id = %viewer.user.id,
-                action = d.action.as_str(), organization_id = ?d.organization_id, policy = d.policy);
+                action = d.action.as_str(), organization_id = d.organization_id.map(tracing::field::display), policy = d.policy);
             let _ = GRANTS.try_with(|g| {
                 let mut g = g.borrow_mut();
                 if !g.contains(&(d.action, d.organization_id)) {
@@ -34,7 +34,8 @@ pub fn require(viewer: &Viewer, action: Action, resource: &Resource) -> AppResul
     } else {
         tracing::info!(target: "audit", event = "access.denied", user_id = %viewer.user.id,
             action = d.action.as_str(), reason = d.reason.as_str(), policy = d.policy,
-            organization_id = ?d.organization_id, viewer_role = ?d.viewer_role.map(|r| r.as_str()));
+            organization_id = d.organization_id.map(tracing::field::display),
+            viewer_role = d.viewer_role.map(|r| r.as_str()));
         Err(AppError::forbidden(d))
     }
 }

@@ -41,7 +41,7 @@ pub async fn run(cache: Arc<ContextCache>, bus: Arc<Bus>, url: String, conn: Dat
             }
         };
         cache.resync();
-        tracing::info!(channels = ?[cache::CHANNEL, super::CHANNEL], "listening for changes from every server process");
+        tracing::info!(channels = %format!("{}, {}", cache::CHANNEL, super::CHANNEL), "listening for changes from every server process");
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) if n.channel() == super::CHANNEL => match super::decode(n.payload()) {

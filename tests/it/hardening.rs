@@ -289,6 +289,10 @@ async fn request_ids_metrics_and_audit_logs() {
     assert_eq!(denied["fields"]["action"], "READ_ORGANIZATION_SETTINGS");
     assert_eq!(denied["fields"]["reason"], "INSUFFICIENT_ROLE");
     assert_eq!(denied["span"]["request_id"], "req-member-1");
+    // Values, not Rust's debug spelling of them (`Some(…)`).
+    assert!(uuid::Uuid::parse_str(denied["fields"]["organization_id"].as_str().unwrap_or("")).is_ok(), "{denied}");
+    assert_eq!(denied["fields"]["viewer_role"], "MEMBER", "{denied}");
+    assert!(!logs.iter().any(|l| l.to_string().contains("Some(")), "a log line shows an Option's debug form");
     assert!(logs.iter().any(|l| l["fields"]["event"] == "user.created"));
     assert!(logs.iter().any(|l| l["fields"]["event"] == "auth.refused" && l["span"]["request_id"] == "req-bad-1"));
     // Tokens never reach the logs.

@@ -75,7 +75,10 @@ fn origin_allowed(req: &Request, state: &AppState) -> bool {
 /// Accepts the upgrade (or refuses it with 403 for a foreign origin).
 pub async fn upgrade(req: &Request, state: Arc<AppState>, request_id: String) -> Response {
     if !origin_allowed(req, &state) {
-        tracing::info!(origin = ?req.headers().get(header::ORIGIN), "websocket upgrade refused: origin not allowed");
+        tracing::info!(
+            origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()),
+            "websocket upgrade refused: origin not allowed"
+        );
         return Response::builder().status(StatusCode::FORBIDDEN).body("origin not allowed (COURSEGRAPH_CORS_ORIGINS)");
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
