@@ -31,6 +31,8 @@ pub struct AppState {
     pub db_role: Option<Arc<str>>,
     pub schema: AppSchema,
     pub verifier: Verifier,
+    /// Verified claims → identity, as configured.
+    pub mapper: crate::auth::claims::Mapper,
     pub provisioner: Provisioner,
     /// Live events for this process's subscribers.
     pub bus: Arc<crate::live::Bus>,
@@ -79,10 +81,10 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let (conn, statements) = db::connect(
-            &config.database_url,
-            config.db_max_connections,
-            config.db_acquire_timeout,
-            config.db_prepared_statements,
+            &config.database.url,
+            config.database.max_connections,
+            config.database.acquire_timeout,
+            config.database.prepared_statements,
             Some(metrics.clone()),
         )
         .await
@@ -90,32 +92,32 @@ impl App {
         // LISTEN (live updates, and dropping other processes' cached contexts) needs a session
         // of its own, which a transaction pooler does not give: refuse rather than serve stale.
         if conn.get_database_backend() == sea_orm::DbBackend::Postgres
-            && config.database_listen_url.is_none()
-            && db::transaction_pooled(&config.database_url, config.db_acquire_timeout).await.unwrap_or(false)
+            && config.database.listen_url.is_none()
+            && db::transaction_pooled(&config.database.url, config.database.acquire_timeout).await.unwrap_or(false)
         {
             anyhow::bail!(
                 "COURSEGRAPH_DATABASE_URL leads to a transaction pooler (PgBouncer in pool_mode = transaction?), \
                  where LISTEN cannot work: set COURSEGRAPH_DATABASE_LISTEN_URL to a direct connection to PostgreSQL"
             );
         }
-        if config.auto_migrate {
+        if config.database.auto_migrate {
             db::migrate(&conn).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
-        db::check_row_level_security(&conn, config.db_role.as_deref()).await?;
-        let replica = match &config.database_read_url {
+        db::check_row_level_security(&conn, config.database.role.as_deref()).await?;
+        let replica = match &config.database.read_url {
             Some(url) => {
                 let r = crate::replica::Replica::open(
                     url,
-                    config.db_max_connections,
-                    config.db_acquire_timeout,
+                    config.database.max_connections,
+                    config.database.acquire_timeout,
                     conn.clone(),
-                    config.read_max_lag,
+                    config.database.read_max_lag,
                     metrics.clone(),
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open the read replica (COURSEGRAPH_DATABASE_READ_URL): {e}"))?;
                 r.spawn_monitor();
-                tracing::info!(max_lag_ms = config.read_max_lag.as_millis() as u64, "read replica configured");
+                tracing::info!(max_lag_ms = config.database.read_max_lag.as_millis() as u64, "read replica configured");
                 Some(r)
             }
             None => None,
@@ -131,7 +133,7 @@ impl App {
         metrics: Metrics,
         replica: Option<Arc<crate::replica::Replica>>,
     ) -> anyhow::Result<Self> {
-        if let SecretSource::DevFile(path) = &config.auth.secret_source {
+        if let SecretSource::DevFile { path, .. } = &config.auth.secret_source {
             tracing::warn!(
                 file = %path.display(),
                 "development mode: no COURSEGRAPH_JWT_SECRET or COURSEGRAPH_JWKS_URL is set, so tokens are \
@@ -143,7 +145,7 @@ impl App {
             tokio::spawn(async move { jwks.prefetch().await });
         }
         let schema = build_schema(&SchemaOptions {
-            introspection: config.introspection,
+            introspection: config.server.introspection,
             suggestions: !config.is_production(),
             limits: config.limits.clone(),
             settings: crate::graphql::schema::Settings { invitations: config.invitations },
@@ -151,10 +153,10 @@ impl App {
         // On PostgreSQL the cache serves only while this replica hears the others' changes,
         // and live events reach this process's subscribers through the same listener.
         let postgres = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
-        let cache = Arc::new(ContextCache::new(config.context_cache_ttl, !postgres));
+        let cache = Arc::new(ContextCache::new(config.auth.context_cache_ttl, !postgres));
         let bus = Arc::new(crate::live::Bus::new(conn.get_database_backend()));
         if postgres {
-            let url = config.database_listen_url.clone().unwrap_or_else(|| config.database_url.clone());
+            let url = config.database.listen_url.clone().unwrap_or_else(|| config.database.url.clone());
             tokio::spawn(crate::live::listen::run(cache.clone(), bus.clone(), url, conn.clone()));
         }
         let write_lock = db::WriteLock::for_backend(conn.get_database_backend());
@@ -172,8 +174,9 @@ impl App {
             write_lock.clone(),
             audit.clone(),
         );
-        let db_role = config.db_role.as_deref().map(Arc::from);
-        let apq = ApqStore::new(config.apq_cache_size);
+        let db_role = config.database.role.as_deref().map(Arc::from);
+        let mapper = crate::auth::claims::Mapper::new(&config.auth);
+        let apq = ApqStore::new(config.server.apq_cache_size);
         let preflight = Preflight::new(config.limits.clone());
         let probe = crate::graphql::schema::build_probe_schema();
         Ok(Self {
@@ -186,6 +189,7 @@ impl App {
                 db_role,
                 schema,
                 verifier,
+                mapper,
                 provisioner,
                 bus,
                 hub: Arc::default(),
@@ -203,7 +207,7 @@ impl App {
         &self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>> + Send + 'static)> {
-        let addr = self.state.config.listen;
+        let addr = self.state.config.server.listen;
         let acceptor = TcpListener::bind(addr)
             .into_acceptor()
             .await

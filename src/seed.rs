@@ -87,9 +87,15 @@ const TRACKS: [&str; 3] = ["Introduction", "Hands-on project", "Assessment"];
 
 /// Seeds the demo data and prints a token per demo user.
 pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
-    let (conn, _) =
-        db::connect(&config.database_url, 2, config.db_acquire_timeout, config.db_prepared_statements, None).await?;
-    if config.auto_migrate {
+    let (conn, _) = db::connect(
+        &config.database.url,
+        2,
+        config.database.acquire_timeout,
+        config.database.prepared_statements,
+        None,
+    )
+    .await?;
+    if config.database.auto_migrate {
         db::migrate(&conn).await?;
     }
     let issuer = config.auth.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
@@ -98,14 +104,12 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
         crate::cli::emit(&format!(
             "Loaded the benchmark data set ({n}). Users sign in as `auth0|user-NNNN` of `tenant-NN`, e.g.:\n  \
              coursegraph token --sub 'auth0|user-0103' --org tenant-03\n"
-        ));
+        ))?;
         return Ok(());
     }
     seed_demo(&conn, &issuer).await?;
-    crate::cli::emit(&format!(
-        "Seeded the demo organizations (acme, globex). Tokens (valid {}):\n\n",
-        fmt_ttl(args.token_ttl)
-    ));
+    let mut out =
+        format!("Seeded the demo organizations (acme, globex). Tokens (valid {}):\n\n", fmt_ttl(args.token_ttl));
     for org in &ORGS {
         for (sub, name, role) in org.users {
             let t = token::mint(
@@ -124,9 +128,10 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
                 },
             )
             .map_err(|e| anyhow::anyhow!(e))?;
-            crate::cli::emit(&format!("# {sub} — {role} of {}\n{t}\n\n", org.key));
+            out.push_str(&format!("# {sub} — {role} of {}\n{t}\n\n", org.key));
         }
     }
+    crate::cli::emit(&out)?;
     Ok(())
 }
 

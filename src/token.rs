@@ -15,8 +15,10 @@ pub struct TokenArgs {
     /// Subject: the user's id at the identity provider.
     #[arg(long)]
     pub sub: String,
+    /// The user's email (marked verified in the token).
     #[arg(long)]
     pub email: Option<String>,
+    /// The user's display name.
     #[arg(long)]
     pub name: Option<String>,
     /// The organization's external id (becomes the tenant on first sight).
@@ -63,7 +65,12 @@ pub fn claims(config: &Config, args: &TokenArgs, now: u64) -> Result<Map<String,
     if let Some(n) = &args.name {
         c.insert("name".into(), json!(n));
     }
-    config.auth.claims.encode(&mut c, args.org.as_deref(), args.org_name.as_deref(), &args.roles);
+    crate::auth::claims::ClaimMapping::from_config(&config.auth.claims).encode(
+        &mut c,
+        args.org.as_deref(),
+        args.org_name.as_deref(),
+        &args.roles,
+    );
     for kv in &args.extra_claims {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("--claim `{kv}` is not key=value"))?;
         let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));

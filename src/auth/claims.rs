@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::{authz::Role, config::ClaimsPreset};
+use crate::{
+    authz::Role,
+    config::{AuthConfig, ClaimsConfig, ClaimsPreset},
+};
 
 /// A path into the claims: a dot path (`realm_access.roles`) or a namespaced claim
 /// taken whole (`https://coursegraph.dev/roles`).
@@ -49,6 +52,11 @@ pub struct ClaimMapping {
 }
 
 impl ClaimMapping {
+    /// The configured preset with its overrides.
+    pub fn from_config(c: &ClaimsConfig) -> Self {
+        Self::new(c.preset, c.org.as_deref(), c.org_name.as_deref(), c.roles.as_deref())
+    }
+
     /// The preset's paths, each replaced by its override when one is given.
     pub fn new(preset: ClaimsPreset, org: Option<&str>, org_name: Option<&str>, roles: Option<&str>) -> Self {
         let paths = |v: &[&str]| v.iter().map(|s| ClaimPath::new(*s)).collect::<Vec<_>>();
@@ -211,19 +219,13 @@ impl RoleMap {
         s.strip_prefix("org:").map(str::to_owned).unwrap_or(s)
     }
 
-    /// The built-in map plus `extra` (`Admin=ADMIN,Teacher=INSTRUCTOR`); extras win.
-    pub fn parse(extra: Option<&str>) -> Result<Self, String> {
+    /// The built-in map plus `extra` (COURSEGRAPH_ROLE_MAP's pairs); extras win.
+    pub fn with_extras(extra: &[(String, Role)]) -> Self {
         let mut map = Self::default();
-        for pair in extra.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not of the form idp-role=ROLE"))?;
-            let role = Role::parse(v)
-                .ok_or_else(|| format!("`{v}` in `{pair}` is not ADMIN, INSTRUCTOR, MEMBER or VIEWER"))?;
-            if k.trim().is_empty() {
-                return Err(format!("`{pair}` has an empty IdP role name"));
-            }
-            map.0.insert(Self::key(k), role);
+        for (k, role) in extra {
+            map.0.insert(Self::key(k), *role);
         }
-        Ok(map)
+        map
     }
 
     /// The highest role any of `roles` maps to.
@@ -247,6 +249,30 @@ pub struct Identity {
     /// The organization role they map to, if any.
     pub role: Option<Role>,
     pub platform_admin: bool,
+}
+
+/// The configured mapping from claims to an identity: where the claims are, the role
+/// map, the platform-admin role.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    pub mapping: ClaimMapping,
+    pub roles: RoleMap,
+    pub platform_admin_role: Option<String>,
+}
+
+impl Mapper {
+    pub fn new(auth: &AuthConfig) -> Self {
+        Self {
+            mapping: ClaimMapping::from_config(&auth.claims),
+            roles: RoleMap::with_extras(&auth.role_map),
+            platform_admin_role: auth.platform_admin_role.clone(),
+        }
+    }
+
+    /// The identity verified `claims` describe.
+    pub fn identity(&self, claims: &Map<String, Value>) -> Identity {
+        identity_from_claims(claims, &self.mapping, &self.roles, self.platform_admin_role.as_deref())
+    }
 }
 
 /// Turns verified claims into an identity. `sub` has been checked to be a non-empty string.
@@ -393,13 +419,11 @@ mod tests {
 
     #[test]
     fn role_map_is_case_insensitive_strips_org_prefix_and_highest_wins() {
-        let m = RoleMap::parse(Some("Teacher=ADMIN, Reader=viewer")).unwrap();
+        let m = RoleMap::with_extras(&crate::config::parse_role_map(Some("Teacher=ADMIN, Reader=viewer")).unwrap());
         assert_eq!(m.map(&["org:MEMBER".into()]), Some(Role::Member));
         assert_eq!(m.map(&["teacher".into()]), Some(Role::Admin));
         assert_eq!(m.map(&["reader".into(), "student".into()]), Some(Role::Member));
         assert_eq!(m.map(&["unknown".into()]), None);
-        assert!(RoleMap::parse(Some("x")).is_err());
-        assert!(RoleMap::parse(Some("x=boss")).is_err());
     }
 
     #[test]

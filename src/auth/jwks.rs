@@ -7,7 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use jsonwebtoken::{
@@ -16,19 +16,7 @@ use jsonwebtoken::{
 };
 use tokio::sync::{Mutex, RwLock};
 
-/// Timings of the cache; the defaults are what production uses, tests shorten them.
-#[derive(Debug, Clone, Copy)]
-pub struct JwksTimings {
-    pub ttl: Duration,
-    pub cooldown: Duration,
-    pub timeout: Duration,
-}
-
-impl Default for JwksTimings {
-    fn default() -> Self {
-        Self { ttl: Duration::from_secs(600), cooldown: Duration::from_secs(30), timeout: Duration::from_secs(5) }
-    }
-}
+pub use crate::config::JwksTimings;
 
 struct Key {
     kid: Option<String>,

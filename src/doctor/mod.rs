@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::{
     auth::{
         AuthReason, Identity, Verifier, Viewer,
-        claims::{ClaimMapping, ClaimPath, identity_from_claims},
+        claims::{ClaimMapping, ClaimPath},
         jwt::RawHeader,
         viewer::{EmailClaim, MembershipRecord, UserRecord},
     },
@@ -318,7 +318,7 @@ impl Doctor<'_> {
             return Ok(Report { ok: false, checks, identity: None, viewer: None, decisions: Vec::new(), answer });
         };
         let auth = &self.config.auth;
-        let identity = identity_from_claims(&claims, &auth.claims, &auth.role_map, auth.platform_admin_role.as_deref());
+        let identity = crate::auth::claims::Mapper::new(auth).identity(&claims);
         checks.push(self.organization_claim(&claims, &identity));
         checks.push(self.roles_claim(&claims, &identity));
         let (viewer, viewer_report) =
@@ -629,7 +629,7 @@ impl Doctor<'_> {
     }
 
     fn organization_claim(&self, claims: &Map<String, Value>, identity: &Identity) -> Check {
-        let mapping: &ClaimMapping = &self.config.auth.claims;
+        let mapping = &ClaimMapping::from_config(&self.config.auth.claims);
         let preset = preset_name(mapping.preset);
         if let Some(org) = &identity.organization {
             let at =
@@ -692,7 +692,7 @@ impl Doctor<'_> {
 
     fn roles_claim(&self, claims: &Map<String, Value>, identity: &Identity) -> Check {
         let auth = &self.config.auth;
-        let mapping = &auth.claims;
+        let mapping = &ClaimMapping::from_config(&auth.claims);
         let default = auth.default_role.as_str();
         if !identity.idp_roles.is_empty() {
             let at = mapping
@@ -1198,15 +1198,18 @@ pub async fn cli(config: &Config, args: &DoctorArgs) -> u8 {
     // Unreachable, the report says so (the `user` check fails): the token checks still run.
     // A SQLite file that does not exist yet is what `serve` starts from (it creates and
     // migrates it): diagnose against an empty in-memory database, so nothing is created.
-    let url = match sqlite_file(&config.database_url) {
+    let url = match sqlite_file(&config.database.url) {
         Some(path) if !path.exists() => "sqlite::memory:".to_owned(),
-        _ => read_only_url(&config.database_url),
+        _ => read_only_url(&config.database.url),
     };
-    let conn = match crate::db::connect(&url, 1, config.db_acquire_timeout, config.db_prepared_statements, None).await {
-        Ok((c, _)) if url == "sqlite::memory:" => crate::db::migrate(&c).await.ok().map(|()| c),
-        Ok((c, _)) => Some(c),
-        Err(_) => None,
-    };
+    let conn =
+        match crate::db::connect(&url, 1, config.database.acquire_timeout, config.database.prepared_statements, None)
+            .await
+        {
+            Ok((c, _)) if url == "sqlite::memory:" => crate::db::migrate(&c).await.ok().map(|()| c),
+            Ok((c, _)) => Some(c),
+            Err(_) => None,
+        };
     let input = Input { token, organization: args.organization.clone(), query: args.query.clone(), variables };
     let report = match (Doctor { verifier: &verifier, config, conn: conn.as_ref() }).run(&input).await {
         Ok(r) => r,
@@ -1215,9 +1218,13 @@ pub async fn cli(config: &Config, args: &DoctorArgs) -> u8 {
             return 2;
         }
     };
-    match args.format {
-        Format::Json => crate::cli::emit(&format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())),
-        Format::Text => crate::cli::emit(&text::render(&report)),
+    let text = match args.format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        Format::Text => text::render(&report),
+    };
+    if let Err(e) = crate::cli::emit(&text) {
+        eprintln!("error: cannot write to standard output: {e}");
+        return 1;
     }
     if report.ok { 0 } else { 1 }
 }

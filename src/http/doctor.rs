@@ -43,7 +43,7 @@ fn bad_input(field: &str, message: &str) -> Response {
 
 #[handler]
 pub async fn report(Data(state): Data<&Arc<AppState>>, headers: &HeaderMap, body: Body) -> Response {
-    if !state.config.doctor {
+    if !state.config.server.doctor {
         return StatusCode::NOT_FOUND.into_response();
     }
     let bytes = match body.into_bytes_limit(MAX_BODY).await {
@@ -83,7 +83,7 @@ pub async fn report(Data(state): Data<&Arc<AppState>>, headers: &HeaderMap, body
 
 #[handler]
 pub fn page(Data(state): Data<&Arc<AppState>>) -> Response {
-    if !state.config.doctor {
+    if !state.config.server.doctor {
         return StatusCode::NOT_FOUND.into_response();
     }
     Response::builder()
@@ -95,7 +95,7 @@ pub fn page(Data(state): Data<&Arc<AppState>>) -> Response {
 
 #[handler]
 pub fn asset(Data(state): Data<&Arc<AppState>>, Path(file): Path<String>) -> Response {
-    if !state.config.doctor || file != "doctor.js" {
+    if !state.config.server.doctor || file != "doctor.js" {
         return StatusCode::NOT_FOUND.into_response();
     }
     Response::builder()

@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 
 use crate::{
     app::AppState,
-    auth::{AuthReason, Viewer, claims::identity_from_claims},
+    auth::{AuthReason, Viewer},
     error::{AppError, code},
 };
 
@@ -362,7 +362,7 @@ pub async fn sign_in(state: &AppState, authorization: &str, active_header: Optio
     };
     let claims = verified.inspect_err(|r| refused(state, *r)).map_err(AppError::unauthenticated)?;
     let auth = &state.config.auth;
-    let identity = identity_from_claims(&claims, &auth.claims, &auth.role_map, auth.platform_admin_role.as_deref());
+    let identity = state.mapper.identity(&claims);
     let viewer = state.provisioner.viewer(&identity, active_header).await?;
     let valid_until = claims.get("exp").and_then(|e| e.as_f64()).map(|e| e.max(0.0) as u64 + auth.leeway_secs);
     Ok(SignedIn { viewer: Arc::new(viewer), valid_until })

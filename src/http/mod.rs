@@ -17,7 +17,7 @@ use crate::app::AppState;
 
 /// Every route of the server, with the shared state attached, and CORS when configured.
 pub fn routes(state: Arc<AppState>) -> impl Endpoint + 'static {
-    let cors = state.config.cors.clone();
+    let cors = state.config.server.cors.clone();
     let app = Route::new()
         .at("/graphql", get(graphql::graphql).post(graphql::graphql))
         .at("/", get(graphiql::index))

@@ -471,7 +471,7 @@ async fn every_preset_with_a_realistic_token() {
         let url = server.url.clone();
         let app = TestApp::spawn_with(move |c| {
             c.auth.jwks_url = Some(url);
-            c.auth.claims = coursegraph::auth::claims::ClaimMapping::new(preset, None, None, None);
+            c.auth.claims.preset = preset;
         })
         .await;
         let (status, body, _) = app.gql(Some(&token), ME, json!({})).await;
@@ -487,7 +487,7 @@ async fn every_preset_with_a_realistic_token() {
 #[tokio::test]
 async fn supabase_postgres_role_claim_is_never_an_application_role() {
     let app = TestApp::spawn_with(|c| {
-        c.auth.claims = coursegraph::auth::claims::ClaimMapping::new(ClaimsPreset::Supabase, None, None, None);
+        c.auth.claims.preset = ClaimsPreset::Supabase;
     })
     .await;
     let t = now();
@@ -504,13 +504,13 @@ async fn supabase_postgres_role_claim_is_never_an_application_role() {
 #[tokio::test]
 async fn claim_overrides_role_map_and_default_role() {
     let app = TestApp::spawn_with(|c| {
-        c.auth.claims = coursegraph::auth::claims::ClaimMapping::new(
-            ClaimsPreset::Default,
-            Some("tenant.id"),
-            Some("tenant.label"),
-            Some("https://example.com/claims/groups"),
-        );
-        c.auth.role_map = coursegraph::auth::claims::RoleMap::parse(Some("Course-Author=INSTRUCTOR")).unwrap();
+        c.auth.claims = coursegraph::config::ClaimsConfig {
+            preset: ClaimsPreset::Default,
+            org: Some("tenant.id".into()),
+            org_name: Some("tenant.label".into()),
+            roles: Some("https://example.com/claims/groups".into()),
+        };
+        c.auth.role_map = coursegraph::config::parse_role_map(Some("Course-Author=INSTRUCTOR")).unwrap();
         c.auth.default_role = coursegraph::authz::Role::Viewer;
     })
     .await;

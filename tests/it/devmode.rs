@@ -131,3 +131,104 @@ fn a_command_whose_reader_went_away_ends_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// `serve`, `token` and `doctor` agree on one development secret wherever in a checkout
+/// they start (the first `.coursegraph/dev-secret` upwards, else one at the checkout's
+/// top), and whichever creates it says where.
+#[tokio::test]
+async fn one_dev_secret_for_the_whole_checkout() {
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path().join("checkout");
+    let tests = root.join("tests");
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(&tests).unwrap();
+    let secret_file = root.join(".coursegraph/dev-secret");
+
+    // `token` first, from a subdirectory: the secret goes to the top, and it says so.
+    let out =
+        clean_command(&tests).args(["token", "--sub", "alice", "--org", "acme", "--role", "admin"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&secret_file.display().to_string()), "{stderr}");
+    assert!(!tests.join(".coursegraph").exists(), "no second secret below the top");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // A second run creates nothing and says nothing.
+    let out = clean_command(&tests).args(["token", "--sub", "bob"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // `serve` from the top accepts it.
+    let server = ServerProcess::start(&root, &[]);
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({ "query": "{ me { activeRole } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["me"]["activeRole"], "ADMIN", "{body}");
+
+    // `doctor` from yet another directory accepts it too.
+    let deep = root.join("src").join("deep");
+    std::fs::create_dir_all(&deep).unwrap();
+    let out = clean_command(&deep).args(["doctor", "--token", &token, "--format", "json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let signature = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "signature").unwrap().clone();
+    assert_eq!(signature["status"], "pass", "{report}");
+}
+
+#[test]
+fn a_subcommand_s_help_shows_its_own_options() {
+    let out = Command::new(BIN).args(["token", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for own in ["--sub", "--email", "--name", "--org", "--role", "--ttl", "--jwt-secret", "--claims"] {
+        assert!(help.contains(own), "{own} missing from\n{help}");
+    }
+    for server in ["--listen", "--max-depth", "--database-url", "--cors-origins", "--db-role"] {
+        assert!(!help.contains(server), "{server} is the server's, not token's:\n{help}");
+    }
+    // Every option says what it is (beside it, or on the next line).
+    let lines: Vec<&str> = help.lines().collect();
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.trim_start().starts_with("--")) {
+        let beside = line.trim_start().split_once("  ").is_some_and(|(_, d)| !d.trim().is_empty());
+        let below = lines.get(i + 1).is_some_and(|n| n.starts_with("          ") && !n.trim().is_empty());
+        assert!(beside || below, "an option without a description: {line}\n{help}");
+    }
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in
+        [("COURSEGRAPH_MAX_DEPTH", "deep"), ("COURSEGRAPH_CLAIMS", "okta"), ("COURSEGRAPH_READ_MAX_LAG", "soon")]
+    {
+        let out = clean_command(dir.path()).args(["serve"]).env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{var}: {err}");
+        // The token command reads the server's variables from the environment too, and says which.
+        if var == "COURSEGRAPH_CLAIMS" {
+            let out = clean_command(dir.path()).args(["token", "--sub", "a"]).env(var, value).output().unwrap();
+            assert!(String::from_utf8_lossy(&out.stderr).contains(var));
+        }
+    }
+}
+
+#[test]
+fn a_taken_address_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let out = clean_command(dir.path())
+        .args(["serve", "--listen", &addr])
+        .env("COURSEGRAPH_JWT_SECRET", crate::helpers::SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    assert!(err.contains("COURSEGRAPH_LISTEN"), "{err}");
+}

@@ -292,7 +292,7 @@ async fn the_doctor_is_not_served_in_production_unless_enabled() {
             if production {
                 c.environment = Environment::Production;
             }
-            c.doctor = enabled;
+            c.server.doctor = enabled;
         })
         .await;
         let page = app.client.get(app.url("/doctor")).send().await.unwrap();

@@ -149,7 +149,7 @@ async fn body_and_header_sizes_and_batching_off() {
 async fn production_mode_hides_introspection_and_suggestions() {
     let app = TestApp::spawn_with(|c| {
         c.environment = Environment::Production;
-        c.introspection = false;
+        c.server.introspection = false;
     })
     .await;
     let t = app.token("u", Some("acme"), Some("admin"));
@@ -193,10 +193,10 @@ async fn a_request_over_its_time_limit_is_cut_off_with_a_request_id() {
 #[tokio::test]
 async fn an_exhausted_pool_fails_fast_with_a_request_id_and_recovers() {
     let app = TestApp::spawn_with(|c| {
-        c.db_max_connections = 1;
-        c.db_acquire_timeout = Duration::from_millis(300);
+        c.database.max_connections = 1;
+        c.database.acquire_timeout = Duration::from_millis(300);
         // Identity must come from the database for this request to need the pool.
-        c.context_cache_ttl = Duration::ZERO;
+        c.auth.context_cache_ttl = Duration::ZERO;
     })
     .await;
     let t = app.token("u", Some("acme"), Some("admin"));
@@ -303,7 +303,7 @@ async fn request_ids_metrics_and_audit_logs() {
 #[tokio::test]
 async fn cors_allows_configured_origins_only() {
     let app = TestApp::spawn_with(|c| {
-        c.cors = Some(CorsConfig { origins: vec!["https://app.example.com".into()], credentials: true });
+        c.server.cors = Some(CorsConfig { origins: vec!["https://app.example.com".into()], credentials: true });
     })
     .await;
     let preflight = |origin: &'static str| {
@@ -388,8 +388,8 @@ async fn automatic_persisted_queries() {
 async fn a_resolver_that_cannot_reach_the_database_answers_503_when_nothing_could_be_served() {
     // Identity comes from the context cache; the resolver still needs the pool.
     let app = TestApp::spawn_with(|c| {
-        c.db_max_connections = 1;
-        c.db_acquire_timeout = Duration::from_millis(300);
+        c.database.max_connections = 1;
+        c.database.acquire_timeout = Duration::from_millis(300);
     })
     .await;
     let t = app.token("u", Some("acme"), Some("admin"));

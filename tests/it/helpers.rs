@@ -126,15 +126,15 @@ impl TestApp {
             (std::env::var("COURSEGRAPH_TEST_PGBOUNCER_URL"), &*db)
             && !bouncer.is_empty()
         {
-            config.database_url = replace_db_name(&bouncer, name);
-            config.database_listen_url = Some(url.clone());
+            config.database.url = replace_db_name(&bouncer, name);
+            config.database.listen_url = Some(url.clone());
         }
         // CI's third pass runs the whole suite with PostgreSQL row-level security enforced.
         if let Ok(role) = std::env::var("COURSEGRAPH_TEST_DB_ROLE")
             && !role.is_empty()
             && db.url().starts_with("postgres")
         {
-            config.db_role = Some(role);
+            config.database.role = Some(role);
         }
         tweak(&mut config);
         let app = App::build(config).await.expect("build app");

@@ -35,7 +35,7 @@ async fn role_source_database_keeps_the_first_role() {
 async fn role_source_token_follows_the_token_every_request() {
     let app = TestApp::spawn_with(|c| {
         c.auth.role_source = RoleSource::Token;
-        c.context_cache_ttl = std::time::Duration::ZERO;
+        c.auth.context_cache_ttl = std::time::Duration::ZERO;
     })
     .await;
     let d = app.data(&app.token("tom", Some("acme"), Some("admin")), ME, json!({})).await;
@@ -59,7 +59,7 @@ async fn a_removed_member_stays_removed() {
         // The membership is deactivated behind the server's back, so no context cache here.
         let app = TestApp::spawn_with(move |c| {
             c.auth.role_source = source;
-            c.context_cache_ttl = std::time::Duration::ZERO;
+            c.auth.context_cache_ttl = std::time::Duration::ZERO;
         })
         .await;
         app.data(&app.token("admin", Some("acme"), Some("admin")), ME, json!({})).await;
@@ -142,7 +142,7 @@ async fn the_token_organization_wins_over_the_only_membership_rule() {
 #[tokio::test]
 async fn profile_changes_are_refreshed_and_last_login_is_throttled() {
     // Statement counts of the database path, and a login time edited behind the server's back.
-    let app = TestApp::spawn_with(|c| c.context_cache_ttl = std::time::Duration::ZERO).await;
+    let app = TestApp::spawn_with(|c| c.auth.context_cache_ttl = std::time::Duration::ZERO).await;
     let args = |email: &str, name: Option<&str>| TokenArgs {
         sub: "pat".into(),
         email: Some(email.into()),

@@ -322,7 +322,7 @@ async fn track_changes_follow_every_track_mutation_and_end_when_the_course_is_hi
 #[tokio::test]
 async fn limits_apply_to_subscriptions() {
     let w = World::with(|c| {
-        c.max_subscriptions_per_connection = 2;
+        c.server.max_subscriptions_per_connection = 2;
         c.limits.max_depth = 4;
     })
     .await;
@@ -405,7 +405,7 @@ async fn the_protocol_s_rules_hold() {
 #[tokio::test]
 async fn a_foreign_origin_is_refused_when_cors_origins_are_set() {
     let w = World::with(|c| {
-        c.cors = Some(coursegraph::config::CorsConfig {
+        c.server.cors = Some(coursegraph::config::CorsConfig {
             origins: vec!["https://app.example.com".into()],
             credentials: false,
         })

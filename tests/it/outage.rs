@@ -102,16 +102,16 @@ async fn postgres_stopped_mid_run_then_started_again() {
     // Without the context cache every request needs the database for its identity, so
     // nothing can be answered: 503.
     let app = TestApp::spawn_on(db.clone(), |c| {
-        c.db_acquire_timeout = Duration::from_secs(1);
-        c.context_cache_ttl = Duration::ZERO;
+        c.database.acquire_timeout = Duration::from_secs(1);
+        c.auth.context_cache_ttl = Duration::ZERO;
     })
     .await;
     // With it, a viewer seen moments ago may still be answered from the cache until the
     // replica's listener notices the outage; from then on the cache is bypassed (it could
     // miss an invalidation), so the server answers 503 like the uncached one.
     let cached = TestApp::spawn_on(db, |c| {
-        c.db_acquire_timeout = Duration::from_secs(1);
-        c.context_cache_ttl = Duration::from_secs(60);
+        c.database.acquire_timeout = Duration::from_secs(1);
+        c.auth.context_cache_ttl = Duration::from_secs(60);
     })
     .await;
     let t = app.token("u", Some("acme"), Some("admin"));

@@ -105,7 +105,7 @@ async fn a_token_without_an_organization_provisions_only_the_user() {
 
 #[tokio::test]
 async fn a_provisioned_user_costs_one_statement_and_no_write() {
-    let app = TestApp::spawn_with(|c| c.context_cache_ttl = std::time::Duration::ZERO).await;
+    let app = TestApp::spawn_with(|c| c.auth.context_cache_ttl = std::time::Duration::ZERO).await;
     let t = app.token("warm", Some("acme"), Some("member"));
     app.data(&t, ME, json!({})).await;
     let updated = app.count("users", "updated_at = created_at").await;
@@ -232,7 +232,7 @@ const WHOLE_ME: &str = "{ me { user { id name email avatarUrl lastLoginAt create
 #[tokio::test]
 async fn a_first_sight_answers_what_the_database_holds() {
     let a = TestApp::spawn().await;
-    let fresh = TestApp::spawn_on(a.db.clone(), |c| c.context_cache_ttl = std::time::Duration::ZERO).await;
+    let fresh = TestApp::spawn_on(a.db.clone(), |c| c.auth.context_cache_ttl = std::time::Duration::ZERO).await;
     a.data(&a.token("founder", Some("acme"), Some("admin")), ME, json!({})).await;
     let cases =
         [("joiner", Some("acme"), Some("instructor")), ("pioneer", Some("new-co"), None), ("loner", None, None)];
@@ -334,7 +334,7 @@ async fn an_invitation_to_the_token_s_organization_is_accepted_at_first_sight() 
 #[tokio::test]
 async fn a_known_user_the_server_has_not_cached_gets_what_they_lack_and_nothing_else() {
     let a = TestApp::spawn().await;
-    let fresh = TestApp::spawn_on(a.db.clone(), |c| c.context_cache_ttl = std::time::Duration::ZERO).await;
+    let fresh = TestApp::spawn_on(a.db.clone(), |c| c.auth.context_cache_ttl = std::time::Duration::ZERO).await;
     let alice = a.token("alice", Some("acme"), Some("admin"));
     a.data(&alice, ME, json!({})).await;
     let rows = || async {

@@ -265,7 +265,7 @@ async fn the_api_works_under_rls_and_still_isolates_tenants() {
     if !postgres() {
         return;
     }
-    let app = TestApp::spawn_with(|c| c.db_role = Some(ROLE.into())).await;
+    let app = TestApp::spawn_with(|c| c.database.role = Some(ROLE.into())).await;
     // Provisioning (the narrow path) creates the viewer, organization and membership.
     let a = app.token("ada", Some("acme"), Some("admin"));
     let b = app.token("bea", Some("globex"), Some("admin"));

@@ -321,9 +321,9 @@ async fn spawn_reading_from(set: &Set, read_host: &str, tweak: impl FnOnce(&mut 
     let (bouncer, direct) = (replace_db_name(&set.bouncer, name), url.clone());
     let read = format!("postgres://postgres@{read_host}/{name}");
     TestApp::spawn_on(db, move |c| {
-        c.database_url = bouncer;
-        c.database_listen_url = Some(direct);
-        c.database_read_url = Some(read);
+        c.database.url = bouncer;
+        c.database.listen_url = Some(direct);
+        c.database.read_url = Some(read);
         tweak(c);
     })
     .await
@@ -393,7 +393,8 @@ async fn a_standby_that_is_down_at_start_only_means_reading_from_the_primary() {
 async fn standby_reads_keep_row_level_security_and_tenant_isolation() {
     let Some(set) = set() else { return };
     let _turn = REPLAY.lock().await;
-    let app = spawn_reading_from(&set, &host_port(&set.standby), |c| c.db_role = Some("coursegraph_app".into())).await;
+    let app =
+        spawn_reading_from(&set, &host_port(&set.standby), |c| c.database.role = Some("coursegraph_app".into())).await;
     let mut courses = Vec::new();
     let mut members = Vec::new();
     for org in ["acme", "globex"] {
@@ -457,9 +458,9 @@ async fn pointed_at_pgbouncer_concurrent_writes_and_reads_of_two_servers_work() 
     let TestDb::Postgres { name, url, .. } = &*db else { unreachable!() };
     let (bouncer, direct) = (replace_db_name(&set.bouncer, name), url.clone());
     let via_bouncer = move |c: &mut Config| {
-        assert_eq!(c.db_prepared_statements, coursegraph::db::PreparedStatements::Auto);
-        c.database_url = bouncer;
-        c.database_listen_url = Some(direct);
+        assert_eq!(c.database.prepared_statements, coursegraph::db::PreparedStatements::Auto);
+        c.database.url = bouncer;
+        c.database.listen_url = Some(direct);
     };
     let one = TestApp::spawn_on(db.clone(), via_bouncer.clone()).await;
     let two = TestApp::spawn_on(db.clone(), via_bouncer).await;

@@ -63,7 +63,9 @@ pub fn is_upgrade(req: &Request) -> bool {
 /// With COURSEGRAPH_CORS_ORIGINS set, a browser page of another origin may only connect
 /// when it is listed (an upgrade is not subject to CORS: this check is the only one).
 fn origin_allowed(req: &Request, state: &AppState) -> bool {
-    let (Some(cors), Some(origin)) = (&state.config.cors, req.headers().get(header::ORIGIN)) else { return true };
+    let (Some(cors), Some(origin)) = (&state.config.server.cors, req.headers().get(header::ORIGIN)) else {
+        return true;
+    };
     let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
     if cors.origins.is_empty() || cors.origins.iter().any(|o| o == origin) {
         return true;
@@ -178,13 +180,14 @@ impl Connection {
         let cell = ViewerCell::new(Some(viewer));
         let mut signals = self.state.provisioner.cache().signals();
         // Room for a burst of events on every subscription a connection may hold.
-        let (out_tx, mut out_rx) = mpsc::channel::<Out>(4 * self.state.config.max_subscriptions_per_connection + 16);
+        let (out_tx, mut out_rx) =
+            mpsc::channel::<Out>(4 * self.state.config.server.max_subscriptions_per_connection + 16);
         let mut subs = Subs { entries: HashMap::new(), next_token: 0 };
         let expiry = expiry_instant(valid_until);
         let expired = tokio::time::sleep_until(expiry);
         tokio::pin!(expired);
         let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
-        let limit = self.state.config.max_subscriptions_per_connection;
+        let limit = self.state.config.server.max_subscriptions_per_connection;
         let mut ended = Ended::Closed;
         loop {
             tokio::select! {
