@@ -1,5 +1,6 @@
 //! `App::build(config)`: the database, schema, verifier and routes, assembled once and
-//! used identically by `main` and by the tests (which bind port 0).
+//! used identically by `main` and by the tests (which bind port 0). What requests share
+//! is the HTTP layer's [`AppState`].
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -9,66 +10,16 @@ use poem::{
 };
 use sea_orm::DatabaseConnection;
 
+pub use crate::http::state::AppState;
 use crate::{
     auth::{Verifier, cache::ContextCache, provision::Provisioner},
     config::{Config, SecretSource},
     db::{self, StatementCounter},
     graphql::limits::Preflight,
-    graphql::{AppSchema, build_schema, schema::SchemaOptions},
+    graphql::{build_schema, schema::SchemaOptions},
     http::apq::ApqStore,
     metrics::Metrics,
 };
-
-/// Everything a request needs, shared by all requests.
-pub struct AppState {
-    pub config: Config,
-    pub conn: DatabaseConnection,
-    pub statements: StatementCounter,
-    pub write_lock: db::WriteLock,
-    /// The streaming read replica queries may read from (COURSEGRAPH_DATABASE_READ_URL).
-    pub replica: Option<Arc<crate::replica::Replica>>,
-    /// The role requests run as under PostgreSQL row-level security, if enforced.
-    pub db_role: Option<Arc<str>>,
-    pub schema: AppSchema,
-    pub verifier: Verifier,
-    /// Verified claims → identity, as configured.
-    pub mapper: crate::auth::claims::Mapper,
-    pub provisioner: Provisioner,
-    /// Live events for this process's subscribers.
-    pub bus: Arc<crate::live::Bus>,
-    /// This process's multiplexed subscriptions.
-    pub hub: Arc<crate::http::multiplex::Hub>,
-    /// Rate-limited audit records (ACCESS_DENIED, PLATFORM_ADMIN_ACCESS).
-    pub audit: Arc<crate::audit::RateLimited>,
-    pub metrics: Metrics,
-    pub apq: ApqStore,
-    pub preflight: Preflight,
-    /// The schema without a complexity limit, for measuring refused documents.
-    pub probe: AppSchema,
-}
-
-impl AppState {
-    /// Refreshes the gauges that are sampled rather than counted.
-    pub fn sample_gauges(&self) {
-        match self.conn.get_database_backend() {
-            sea_orm::DbBackend::Postgres => {
-                let p = self.conn.get_postgres_connection_pool();
-                self.metrics.set_pool(p.size(), p.num_idle());
-            }
-            sea_orm::DbBackend::Sqlite => {
-                let p = self.conn.get_sqlite_connection_pool();
-                self.metrics.set_pool(p.size(), p.num_idle());
-            }
-            _ => {}
-        }
-        let (groups, listening) = self.hub.counts();
-        self.metrics.set_live(groups, listening);
-        if let Some(j) = self.verifier.jwks() {
-            let (f, e) = j.fetch_counts();
-            self.metrics.set_jwks(f, e);
-        }
-    }
-}
 
 /// The assembled application.
 #[derive(Clone)]
@@ -106,7 +57,7 @@ impl App {
         db::check_row_level_security(&conn, config.database.role.as_deref()).await?;
         let replica = match &config.database.read_url {
             Some(url) => {
-                let r = crate::replica::Replica::open(
+                let r = crate::db::replica::Replica::open(
                     url,
                     config.database.max_connections,
                     config.database.acquire_timeout,
@@ -131,7 +82,7 @@ impl App {
         conn: DatabaseConnection,
         statements: StatementCounter,
         metrics: Metrics,
-        replica: Option<Arc<crate::replica::Replica>>,
+        replica: Option<Arc<crate::db::replica::Replica>>,
     ) -> anyhow::Result<Self> {
         if let SecretSource::DevFile { path, .. } = &config.auth.secret_source {
             tracing::warn!(

@@ -15,8 +15,6 @@ pub mod http;
 pub mod invitations;
 pub mod live;
 pub mod metrics;
-pub mod replica;
-pub mod rows;
 pub mod seed;
 pub mod telemetry;
 pub mod token;

@@ -44,31 +44,24 @@ pub struct Found {
     pub pending_invitations: bool,
 }
 
-/// Something that changes what a viewer is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// A user's profile or memberships changed.
-    User(Uuid),
-    /// An organization changed (its slug, which `X-Organization-Id` matches).
-    Organization(Uuid),
+pub use crate::db::Change;
+
+/// How a change travels on [`CHANNEL`].
+fn payload(c: Change) -> String {
+    match c {
+        Change::User(id) => format!("user:{id}"),
+        Change::Organization(id) => format!("org:{id}"),
+    }
 }
 
-impl Change {
-    fn payload(self) -> String {
-        match self {
-            Change::User(id) => format!("user:{id}"),
-            Change::Organization(id) => format!("org:{id}"),
-        }
-    }
-
-    pub fn parse(payload: &str) -> Option<Self> {
-        let (kind, id) = payload.split_once(':')?;
-        let id = Uuid::parse_str(id).ok()?;
-        match kind {
-            "user" => Some(Change::User(id)),
-            "org" => Some(Change::Organization(id)),
-            _ => None,
-        }
+/// A change as heard on [`CHANNEL`].
+pub fn parse(payload: &str) -> Option<Change> {
+    let (kind, id) = payload.split_once(':')?;
+    let id = Uuid::parse_str(id).ok()?;
+    match kind {
+        "user" => Some(Change::User(id)),
+        "org" => Some(Change::Organization(id)),
+        _ => None,
     }
 }
 
@@ -199,7 +192,7 @@ impl ContextCache {
             db.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), c.payload().into()],
+                [CHANNEL.into(), payload(*c).into()],
             ))
             .await?;
         }
@@ -278,8 +271,8 @@ mod tests {
     fn payloads_round_trip() {
         let id = Uuid::now_v7();
         for c in [Change::User(id), Change::Organization(id)] {
-            assert_eq!(Change::parse(&c.payload()), Some(c));
+            assert_eq!(parse(&payload(c)), Some(c));
         }
-        assert_eq!(Change::parse("nonsense"), None);
+        assert_eq!(parse("nonsense"), None);
     }
 }

@@ -127,7 +127,7 @@ impl Provisioner {
                         .ok_or_else(|| AppError::internal("provisioned user vanished"))?,
                 };
                 if self.record_writes {
-                    crate::replica::record_write(&self.conn, f.user.id).await?;
+                    crate::db::replica::record_write(&self.conn, f.user.id).await?;
                 }
                 self.cache.put(&identity.issuer, &identity.subject, Arc::new(f.clone()));
                 f

@@ -85,6 +85,20 @@ impl Viewer {
     }
 }
 
+/// What row-level security needs to know of a viewer (none: an anonymous request).
+pub fn tenancy(viewer: Option<&Viewer>) -> crate::db::Tenancy {
+    match viewer {
+        None => crate::db::Tenancy::default(),
+        Some(v) => crate::db::Tenancy {
+            user_id: Some(v.user.id),
+            org_ids: v.active_memberships().map(|m| m.organization_id).collect(),
+            platform_admin: v.platform_admin,
+            email: v.email.as_ref().map(|e| e.address.clone()),
+            email_verified: v.email.as_ref().is_some_and(|e| e.verified),
+        },
+    }
+}
+
 impl Subject for Viewer {
     fn user_id(&self) -> Uuid {
         self.user.id

@@ -82,7 +82,7 @@ impl RequestContext {
             });
             if concerns_viewer {
                 let next = crate::auth::provision::reload_viewer(&self.db, &v).await?;
-                self.db.set_tenancy(crate::db::Tenancy::of(Some(&next))).await?;
+                self.db.set_tenancy(crate::auth::viewer::tenancy(Some(&next))).await?;
                 self.viewer.set(Arc::new(next));
             }
         }

@@ -12,7 +12,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{context::ViewerCell, types::track::Track};
-use crate::{authz::scope, db::RequestDb, rows};
+use crate::{
+    authz::scope,
+    db::{RequestDb, rows},
+};
 
 type LoadResult<V> = Result<HashMap<Uuid, V>, Arc<DbErr>>;
 

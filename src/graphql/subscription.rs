@@ -23,7 +23,7 @@ use super::{
 use crate::{
     auth::Viewer,
     authz::{Action, Resource, Subject as _, guard, policy},
-    db::{RequestDb, Tenancy},
+    db::RequestDb,
     error::{AppError, AppResult},
     live::{CourseState, LiveEvent, LiveTarget, Op},
 };
@@ -160,7 +160,7 @@ impl Watch {
         self.loaders.clear();
         self.db.end_unit().await?;
         if let Some(v) = self.viewer.get() {
-            self.db.set_tenancy(Tenancy::of(Some(&v))).await?;
+            self.db.set_tenancy(crate::auth::viewer::tenancy(Some(&v))).await?;
         }
         Ok(())
     }

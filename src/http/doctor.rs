@@ -1,6 +1,7 @@
 //! `POST /doctor` (the access doctor's JSON report) and `GET /doctor` (a page for
 //! pasting a token), outside production or with COURSEGRAPH_DOCTOR=true; 404 otherwise.
 
+use crate::http::state::AppState;
 use std::sync::Arc;
 
 use poem::{
@@ -11,10 +12,7 @@ use poem::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::{
-    app::AppState,
-    doctor::{Doctor, Input},
-};
+use crate::doctor::{Doctor, Input};
 
 const PAGE: &str = include_str!("../../assets/doctor/index.html");
 const SCRIPT: &str = include_str!("../../assets/doctor/doctor.js");

@@ -3,14 +3,14 @@
 //! explanation, the request's transaction, the audit of its decisions, and the error
 //! codes clients rely on.
 
+use crate::http::state::AppState;
 use std::sync::Arc;
 
 use async_graphql::{ErrorExtensionValues, Request as GqlRequest, Response, ServerError, parser::types::OperationType};
 
 use crate::{
-    app::AppState,
     auth::Viewer,
-    db::{RequestDb, Tenancy},
+    db::RequestDb,
     error::{AppError, code},
     graphql::{
         RequestContext,
@@ -23,7 +23,7 @@ use crate::{
 /// security is enforced.
 pub fn request_db(state: &AppState, viewer: Option<&Viewer>) -> RequestDb {
     match &state.db_role {
-        Some(role) => RequestDb::with_rls(state.conn.clone(), role.clone(), Tenancy::of(viewer)),
+        Some(role) => RequestDb::with_rls(state.conn.clone(), role.clone(), crate::auth::viewer::tenancy(viewer)),
         None => RequestDb::new(state.conn.clone(), state.write_lock.clone()),
     }
 }
@@ -31,14 +31,14 @@ pub fn request_db(state: &AppState, viewer: Option<&Viewer>) -> RequestDb {
 /// The read replica a query of `viewer` may read from: the replica is up and within
 /// COURSEGRAPH_READ_MAX_LAG, and it has replayed the viewer's last write (made on any
 /// server process). `None`: read from the primary.
-async fn read_replica_for(state: &AppState, viewer: Option<&Viewer>) -> Option<Arc<crate::replica::Replica>> {
-    use crate::replica::{Route, Why};
+async fn read_replica_for(state: &AppState, viewer: Option<&Viewer>) -> Option<Arc<crate::db::replica::Replica>> {
+    use crate::db::replica::{Route, Why};
     let replica = state.replica.as_ref()?;
     let mut route = replica.route(None);
     if route == Route::Replica
         && let Some(v) = viewer
     {
-        route = match crate::replica::written_at(&state.conn, v.user.id).await {
+        route = match crate::db::replica::written_at(&state.conn, v.user.id).await {
             Ok(written) => replica.route(written),
             Err(e) => {
                 tracing::warn!(error = %e, "read replica: could not read the viewer's write position");
@@ -101,7 +101,7 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
         Err(e) => return Response::from_errors(vec![app_error(AppError::from(e))]),
     }
     if on_replica && !db.on_replica() && !db.wrote() {
-        state.metrics.read_routed("primary", crate::replica::Why::ReplicaFailed.as_str());
+        state.metrics.read_routed("primary", crate::db::replica::Why::ReplicaFailed.as_str());
     }
     // Read your writes: until the replica has replayed this far, this viewer's queries
     // (on any server process) read from the primary. The writes themselves are committed,
@@ -110,7 +110,7 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
     if state.replica.is_some()
         && db.wrote()
         && let Some(v) = &viewer
-        && let Err(e) = crate::replica::record_write(&state.conn, v.user.id).await
+        && let Err(e) = crate::db::replica::record_write(&state.conn, v.user.id).await
     {
         tracing::warn!(error = %e, "read replica: could not record the viewer's write position");
     }

@@ -6,6 +6,7 @@
 //! map errors to statuses (401 with `WWW-Authenticate`, 400 for request errors under
 //! `application/graphql-response+json`) and stamp the request id.
 
+use crate::http::state::AppState;
 use std::{sync::Arc, time::Instant};
 
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Request as GqlRequest, ServerError};
@@ -17,7 +18,6 @@ use poem::{
 use tracing::Instrument as _;
 
 use crate::{
-    app::AppState,
     auth::{AuthReason, Viewer},
     error::{AppError, code},
 };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use poem::{Response, handler, http::StatusCode, web::Data};
 
-use crate::app::AppState;
+use crate::http::state::AppState;
 
 #[handler]
 pub fn healthz() -> &'static str {

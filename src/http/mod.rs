@@ -7,13 +7,14 @@ pub mod graphiql;
 pub mod graphql;
 pub mod health;
 pub mod multiplex;
+pub mod state;
 pub mod ws;
 
 use std::sync::Arc;
 
 use poem::{Endpoint, EndpointExt, Route, get, http::Method, middleware::Cors};
 
-use crate::app::AppState;
+use state::AppState;
 
 /// Every route of the server, with the shared state attached, and CORS when configured.
 pub fn routes(state: Arc<AppState>) -> impl Endpoint + 'static {

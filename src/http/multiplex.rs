@@ -11,6 +11,7 @@
 //! viewer's new class, whose own checks then run (e.g. NOT_FOUND for a course a demoted
 //! member may no longer read).
 
+use crate::http::state::AppState;
 use std::{
     collections::HashMap,
     sync::{
@@ -25,7 +26,6 @@ use tokio::sync::{mpsc, watch};
 
 use super::exec::{self, ComplexityProbe};
 use crate::{
-    app::AppState,
     auth::Viewer,
     graphql::context::ViewerCell,
     live::{LiveTarget, share::ViewerClass},

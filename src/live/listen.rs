@@ -15,7 +15,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use sqlx::postgres::PgListener;
 
 use super::{Bus, LiveEvent};
-use crate::auth::cache::{self, Change, ContextCache};
+use crate::auth::cache::{self, ContextCache};
 
 pub async fn run(cache: Arc<ContextCache>, bus: Arc<Bus>, url: String, conn: DatabaseConnection) {
     loop {
@@ -53,7 +53,7 @@ pub async fn run(cache: Arc<ContextCache>, bus: Arc<Bus>, url: String, conn: Dat
                     Some(d) => bus.deliver(d.event),
                     None => tracing::warn!("listener: a live event it cannot read"),
                 },
-                Ok(Some(n)) => match Change::parse(n.payload()) {
+                Ok(Some(n)) => match crate::auth::cache::parse(n.payload()) {
                     Some(c) => cache.heard(c),
                     None => cache.resync(),
                 },

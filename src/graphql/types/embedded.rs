@@ -10,8 +10,8 @@
 //! `array_agg` per column) measured slower than a second, batched statement over the
 //! binary protocol, so it uses that instead.
 //!
-//! Rows are read by position ([`crate::rows`]); a small `LIMIT` is a literal on SQLite
-//! ([`crate::rows::literal_limit`]).
+//! Rows are read by position ([`crate::db::rows`]); a small `LIMIT` is a literal on SQLite
+//! ([`crate::db::rows::literal_limit`]).
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -23,9 +23,9 @@ use uuid::Uuid;
 
 use super::track::Track;
 use crate::{
+    db::rows::{Cols, Positional, literal_limit},
     error::{AppError, AppResult},
     graphql::loaders::TrackColumns,
-    rows::{Cols, Positional, literal_limit},
 };
 
 /// Each course's tracks as `[[id, name, description, position, created, updated], …]`.
@@ -53,7 +53,7 @@ struct TrackRow<'a>(
 );
 
 fn timestamp(s: &str) -> AppResult<DateTime<Utc>> {
-    if let Some(t) = crate::rows::utc_timestamp(s) {
+    if let Some(t) = crate::db::rows::utc_timestamp(s) {
         return Ok(t);
     }
     DateTime::parse_from_rfc3339(s)
@@ -139,5 +139,5 @@ where
     E: sea_orm::EntityTrait,
     E::Model: Positional,
 {
-    Ok(crate::rows::all(db, page).await?)
+    Ok(crate::db::rows::all(db, page).await?)
 }

@@ -12,6 +12,7 @@
 
 mod upgrade;
 
+use crate::http::state::AppState;
 use std::{
     collections::HashMap,
     sync::Arc,
@@ -35,7 +36,6 @@ use super::{
     multiplex::{GroupKey, Membership, Out, Subscriber},
 };
 use crate::{
-    app::AppState,
     auth::{AuthReason, Viewer, cache::Signal},
     authz::{Action, Resource, guard},
     error::AppError,
