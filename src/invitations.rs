@@ -66,12 +66,12 @@ pub async fn accept(
 ) -> AppResult<Option<Accepted>> {
     let claim = Query::update()
         .table(invitation::Entity)
-        .value(invitation::Column::Status, InvitationStatus::Accepted.as_str())
+        .value(invitation::Column::Status, InvitationStatus::Accepted.stored())
         .value(invitation::Column::AcceptedAt, now)
         .value(invitation::Column::AcceptedBy, user_id)
         .value(invitation::Column::UpdatedAt, now)
         .and_where(Expr::col(invitation::Column::Id).eq(inv.id))
-        .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.as_str()))
+        .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.stored()))
         .and_where(Expr::col(invitation::Column::ExpiresAt).gt(now))
         .to_owned();
     if txn.execute(&claim).await?.rows_affected() != 1 {
@@ -92,7 +92,7 @@ pub async fn accept(
             Uuid::now_v7().into(),
             user_id.into(),
             inv.organization_id.into(),
-            inv.role.as_str().into(),
+            inv.role.stored().into(),
             true.into(),
             now.into(),
             now.into(),
@@ -109,7 +109,7 @@ pub async fn accept(
         let q = Query::update()
             .table(membership::Entity)
             .value(membership::Column::IsActive, true)
-            .value(membership::Column::Role, inv.role.as_str())
+            .value(membership::Column::Role, inv.role.stored())
             .value(membership::Column::UpdatedAt, now)
             .and_where(Expr::col(membership::Column::UserId).eq(user_id))
             .and_where(Expr::col(membership::Column::OrganizationId).eq(inv.organization_id))
@@ -129,8 +129,8 @@ pub async fn accept(
             .target("invitation", inv.id)
             .details(json!({
                 "membershipId": m.id,
-                "role": crate::authz::Role::from(inv.role).as_str(),
-                "memberRole": crate::authz::Role::from(m.role).as_str(),
+                "role": inv.role.as_str(),
+                "memberRole": m.role.as_str(),
                 "created": created,
                 "reactivated": reactivated,
                 "source": source,
@@ -158,7 +158,7 @@ pub async fn pending_for(
 
 /// The role an invitation grants, as the policy spells it.
 pub fn role(inv: &invitation::Model) -> crate::authz::Role {
-    inv.role.into()
+    inv.role
 }
 
 #[cfg(test)]

@@ -1,11 +1,27 @@
-//! Enums stored as short lowercase strings (portable across SQLite and PostgreSQL,
-//! and guarded by CHECK constraints in the migrations).
+//! The enums the database stores and the API speaks, each spelled once: the stored value
+//! (a short string, portable across SQLite and PostgreSQL and guarded by CHECK constraints
+//! in the migrations) by sea-orm's derive, the GraphQL name by async-graphql's.
+
+use std::cmp::Ordering;
 
 use sea_orm::entity::prelude::*;
 
-/// A member's role inside one organization, as stored in `memberships.role`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+/// The GraphQL spelling of any API enum (`ADMIN`, `READ_COURSE`, …), from its derive.
+pub fn graphql_name<T: async_graphql::EnumType>(value: T) -> &'static str {
+    T::items().iter().find(|i| i.value == value).map(|i| i.name).unwrap_or_default()
+}
+
+/// The value of `T` whose GraphQL name is `s`, ignoring case.
+pub fn from_graphql_name<T: async_graphql::EnumType>(s: &str) -> Option<T> {
+    let s = s.trim();
+    T::items().iter().find(|i| i.name.eq_ignore_ascii_case(s)).map(|i| i.value)
+}
+
+// Stored in `memberships.role`, `invitations.role`.
+/// A member's role in an organization, highest first: ADMIN > INSTRUCTOR > MEMBER > VIEWER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[graphql(name = "OrgRole")]
 pub enum MembershipRole {
     #[sea_orm(string_value = "admin")]
     Admin,
@@ -18,30 +34,62 @@ pub enum MembershipRole {
 }
 
 impl MembershipRole {
-    /// The stored spelling, for raw SQL and CHECK constraints.
-    pub const fn as_str(self) -> &'static str {
+    /// Every role, highest first.
+    pub const ALL: [MembershipRole; 4] = [Self::Admin, Self::Instructor, Self::Member, Self::Viewer];
+
+    // `Ord` follows privilege: `Admin` is the greatest.
+    const fn rank(self) -> u8 {
         match self {
-            Self::Admin => "admin",
-            Self::Instructor => "instructor",
-            Self::Member => "member",
-            Self::Viewer => "viewer",
+            Self::Admin => 3,
+            Self::Instructor => 2,
+            Self::Member => 1,
+            Self::Viewer => 0,
         }
     }
 
-    /// Parses the stored spelling.
-    pub fn from_db(s: &str) -> Option<Self> {
-        Some(match s {
-            "admin" => Self::Admin,
-            "instructor" => Self::Instructor,
-            "member" => Self::Member,
-            "viewer" => Self::Viewer,
-            _ => return None,
-        })
+    /// `ADMIN`, `admin`, `Admin` … → `Admin`.
+    pub fn parse(s: &str) -> Option<Self> {
+        from_graphql_name(s)
+    }
+
+    /// The GraphQL spelling (`ADMIN`).
+    pub fn as_str(self) -> &'static str {
+        graphql_name(self)
+    }
+
+    /// The stored spelling (`admin`), for raw SQL.
+    pub fn stored(self) -> String {
+        self.to_value()
+    }
+
+    /// This role and every role above it, highest first.
+    pub fn and_above(self) -> &'static [Self] {
+        &Self::ALL[..4 - usize::from(self.rank())]
     }
 }
 
-/// A course's difficulty, as stored in `courses.difficulty_level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+impl Ord for MembershipRole {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl PartialOrd for MembershipRole {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Serialized as its GraphQL spelling (`ADMIN`, …), as in every report.
+impl serde::Serialize for MembershipRole {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+// Stored in `courses.difficulty_level`.
+/// How demanding a course is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Difficulty {
     #[sea_orm(string_value = "beginner")]
@@ -52,29 +100,9 @@ pub enum Difficulty {
     Advanced,
 }
 
-impl Difficulty {
-    /// The stored spelling, for raw SQL and CHECK constraints.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Beginner => "beginner",
-            Self::Intermediate => "intermediate",
-            Self::Advanced => "advanced",
-        }
-    }
-
-    /// Parses the stored spelling.
-    pub fn from_db(s: &str) -> Option<Self> {
-        Some(match s {
-            "beginner" => Self::Beginner,
-            "intermediate" => Self::Intermediate,
-            "advanced" => Self::Advanced,
-            _ => return None,
-        })
-    }
-}
-
-/// An invitation's stored state (`invitations.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+// Stored in `invitations.status`; a pending one past `expires_at` is answered EXPIRED.
+/// Where an invitation stands. A pending invitation past its expiry is EXPIRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum InvitationStatus {
     #[sea_orm(string_value = "pending")]
@@ -88,60 +116,67 @@ pub enum InvitationStatus {
 }
 
 impl InvitationStatus {
-    /// The stored spelling, for raw SQL and CHECK constraints.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Accepted => "accepted",
-            Self::Revoked => "revoked",
-            Self::Expired => "expired",
-        }
+    /// The stored spelling (`pending`), for raw SQL.
+    pub fn stored(self) -> String {
+        self.to_value()
     }
 }
 
-/// What an audit event records (`audit_events.action`), stored in the GraphQL spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+// Stored in `audit_events.action`, in the GraphQL spelling.
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AuditAction {
-    #[sea_orm(string_value = "MEMBERSHIP_PROVISIONED")]
     MembershipProvisioned,
-    #[sea_orm(string_value = "MEMBER_ADDED")]
     MemberAdded,
-    #[sea_orm(string_value = "MEMBER_ROLE_CHANGED")]
     MemberRoleChanged,
-    #[sea_orm(string_value = "MEMBER_REMOVED")]
     MemberRemoved,
-    #[sea_orm(string_value = "INVITATION_CREATED")]
     InvitationCreated,
-    #[sea_orm(string_value = "INVITATION_ACCEPTED")]
     InvitationAccepted,
-    #[sea_orm(string_value = "INVITATION_REVOKED")]
     InvitationRevoked,
-    #[sea_orm(string_value = "ORGANIZATION_UPDATED")]
     OrganizationUpdated,
-    #[sea_orm(string_value = "COURSE_DELETED")]
     CourseDeleted,
-    #[sea_orm(string_value = "ACCESS_DENIED")]
     AccessDenied,
-    #[sea_orm(string_value = "PLATFORM_ADMIN_ACCESS")]
     PlatformAdminAccess,
 }
 
 impl AuditAction {
     /// The stored (and GraphQL) spelling.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::MembershipProvisioned => "MEMBERSHIP_PROVISIONED",
-            Self::MemberAdded => "MEMBER_ADDED",
-            Self::MemberRoleChanged => "MEMBER_ROLE_CHANGED",
-            Self::MemberRemoved => "MEMBER_REMOVED",
-            Self::InvitationCreated => "INVITATION_CREATED",
-            Self::InvitationAccepted => "INVITATION_ACCEPTED",
-            Self::InvitationRevoked => "INVITATION_REVOKED",
-            Self::OrganizationUpdated => "ORGANIZATION_UPDATED",
-            Self::CourseDeleted => "COURSE_DELETED",
-            Self::AccessDenied => "ACCESS_DENIED",
-            Self::PlatformAdminAccess => "PLATFORM_ADMIN_ACCESS",
+    pub fn as_str(self) -> &'static str {
+        graphql_name(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::Iterable as _;
+
+    #[test]
+    fn roles_are_ordered_by_privilege_and_spelled_twice_only_by_derives() {
+        let mut v =
+            vec![MembershipRole::Member, MembershipRole::Admin, MembershipRole::Viewer, MembershipRole::Instructor];
+        v.sort();
+        assert_eq!(
+            v,
+            [MembershipRole::Viewer, MembershipRole::Member, MembershipRole::Instructor, MembershipRole::Admin]
+        );
+        for r in MembershipRole::ALL {
+            assert_eq!(MembershipRole::parse(r.as_str()), Some(r));
+            assert_eq!(MembershipRole::parse(&r.as_str().to_lowercase()), Some(r));
+            assert_eq!(r.stored(), r.as_str().to_lowercase());
+            assert!(r.and_above().iter().all(|a| *a >= r));
+            assert_eq!(r.and_above().last(), Some(&r));
         }
+        assert_eq!(MembershipRole::Admin.and_above(), &[MembershipRole::Admin]);
+        assert_eq!(MembershipRole::parse("owner"), None);
+    }
+
+    #[test]
+    fn audit_actions_are_stored_as_the_api_spells_them() {
+        for a in AuditAction::iter() {
+            assert_eq!(a.to_value(), a.as_str());
+        }
+        assert_eq!(AuditAction::PlatformAdminAccess.as_str(), "PLATFORM_ADMIN_ACCESS");
     }
 }

@@ -12,7 +12,7 @@ pub mod organization;
 pub mod track;
 pub mod user;
 
-pub use enums::{AuditAction, Difficulty, InvitationStatus, MembershipRole};
+pub use enums::{AuditAction, Difficulty, InvitationStatus, MembershipRole, from_graphql_name, graphql_name};
 
 /// `use entity::prelude::*` brings every entity in under a short name.
 pub mod prelude {

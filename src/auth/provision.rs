@@ -208,7 +208,7 @@ impl Provisioner {
             return Ok(Sight::NotApplicable);
         }
         let role = identity.role.unwrap_or(self.default_role);
-        let stored_role = entity::MembershipRole::from(role).as_str();
+        let stored_role = role.stored();
         let details = serde_json::json!({ "role": role.as_str(), "source": "token" });
         let name = org_name(org);
         let slug = slugify(&name);
@@ -386,7 +386,7 @@ impl Provisioner {
                     Uuid::now_v7().into(),
                     user_id.into(),
                     org_id.into(),
-                    entity::MembershipRole::from(role).as_str().into(),
+                    role.stored().into(),
                     true.into(),
                     now.into(),
                     now.into(),
@@ -431,14 +431,12 @@ impl Provisioner {
                     // The token is authoritative for the role, but never re-activates a removed member.
                     let q = Query::update()
                         .table(membership::Entity)
-                        .value(membership::Column::Role, entity::MembershipRole::from(token_role).as_str())
+                        .value(membership::Column::Role, token_role.stored())
                         .value(membership::Column::UpdatedAt, now)
                         .and_where(Expr::col(membership::Column::UserId).eq(user_id))
                         .and_where(Expr::col(membership::Column::OrganizationId).eq(org_id))
                         .and_where(Expr::col(membership::Column::IsActive).eq(true))
-                        .and_where(
-                            Expr::col(membership::Column::Role).ne(entity::MembershipRole::from(token_role).as_str()),
-                        )
+                        .and_where(Expr::col(membership::Column::Role).ne(token_role.stored()))
                         .to_owned();
                     if txn.execute(&q).await?.rows_affected() == 1 {
                         tracing::info!(target: "audit", event = "membership.role_changed", user_id = %user_id,
@@ -724,7 +722,7 @@ async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Option<&str>) ->
             .expr(Expr::val(1))
             .from(invitation::Entity)
             .and_where(Expr::col(invitation::Column::EmailNormalized).eq(email))
-            .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.as_str()))
+            .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.stored()))
             .and_where(Expr::col(invitation::Column::ExpiresAt).gt(Utc::now()))
             .to_owned();
         stmt.expr_as(Expr::exists(pending), Alias::new("pending_invitations"));
@@ -826,14 +824,15 @@ fn membership_record(
     organization: entity::organization::Model,
 ) -> AppResult<MembershipRecord> {
     let stored: String = r.try_get("", role)?;
-    let role = entity::MembershipRole::from_db(&stored)
+    let role = <entity::MembershipRole as sea_orm::ActiveEnum>::try_from_value(&stored)
+        .ok()
         .ok_or_else(|| AppError::internal(format!("unknown role `{stored}` in memberships")))?;
     Ok(MembershipRecord {
         id: r.try_get("", id)?,
         organization_id: organization.id,
         organization_slug: organization.slug.clone(),
         organization_external_id: organization.external_id.clone(),
-        role: role.into(),
+        role,
         is_active: r.try_get("", active)?,
         joined_at: r.try_get("", joined)?,
         organization: Arc::new(organization),

@@ -4,8 +4,8 @@
 pub mod docs;
 pub mod guard;
 pub mod policy;
-pub mod role;
 pub mod scope;
 
+/// The built-in organization roles: the stored enum itself (one spelling, see `entity`).
+pub use entity::MembershipRole as Role;
 pub use policy::{AccessReason, Action, Decision, Resource, Subject};
-pub use role::Role;

@@ -47,25 +47,9 @@ impl Action {
         Action::AcceptInvitation,
     ];
 
-    /// The GraphQL spelling.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Action::ReadOrganization => "READ_ORGANIZATION",
-            Action::ReadOrganizationSettings => "READ_ORGANIZATION_SETTINGS",
-            Action::UpdateOrganization => "UPDATE_ORGANIZATION",
-            Action::ReadMembers => "READ_MEMBERS",
-            Action::ManageMembers => "MANAGE_MEMBERS",
-            Action::ReadCourse => "READ_COURSE",
-            Action::ReadDraftCourse => "READ_DRAFT_COURSE",
-            Action::ReadCourseMetadata => "READ_COURSE_METADATA",
-            Action::CreateCourse => "CREATE_COURSE",
-            Action::UpdateCourse => "UPDATE_COURSE",
-            Action::DeleteCourse => "DELETE_COURSE",
-            Action::ManageTracks => "MANAGE_TRACKS",
-            Action::ReadUserPrivate => "READ_USER_PRIVATE",
-            Action::ReadAuditLog => "READ_AUDIT_LOG",
-            Action::AcceptInvitation => "ACCEPT_INVITATION",
-        }
+    /// The GraphQL spelling (`READ_COURSE`), from the enum's derive.
+    pub fn as_str(self) -> &'static str {
+        entity::graphql_name(self)
     }
 
     /// What kind of resource the action applies to.
@@ -118,20 +102,8 @@ pub enum AccessReason {
 
 impl AccessReason {
     /// The GraphQL spelling, also used as `extensions.reason`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AccessReason::GrantedByRole => "GRANTED_BY_ROLE",
-            AccessReason::GrantedAsOwner => "GRANTED_AS_OWNER",
-            AccessReason::GrantedAsSelf => "GRANTED_AS_SELF",
-            AccessReason::GrantedAsPlatformAdmin => "GRANTED_AS_PLATFORM_ADMIN",
-            AccessReason::NotAMember => "NOT_A_MEMBER",
-            AccessReason::MembershipInactive => "MEMBERSHIP_INACTIVE",
-            AccessReason::InsufficientRole => "INSUFFICIENT_ROLE",
-            AccessReason::NotOwner => "NOT_OWNER",
-            AccessReason::NotSelf => "NOT_SELF",
-            AccessReason::NotFound => "NOT_FOUND",
-            AccessReason::EmailNotVerified => "EMAIL_NOT_VERIFIED",
-        }
+    pub fn as_str(self) -> &'static str {
+        entity::graphql_name(self)
     }
 }
 

@@ -85,11 +85,11 @@ impl LifecycleMutation {
         // An expired invitation no longer blocks a new one; it is written as expired now.
         let retire = Query::update()
             .table(invitation::Entity)
-            .value(invitation::Column::Status, InvitationStatus::Expired.as_str())
+            .value(invitation::Column::Status, InvitationStatus::Expired.stored())
             .value(invitation::Column::UpdatedAt, now)
             .and_where(Expr::col(invitation::Column::OrganizationId).eq(org.id))
             .and_where(Expr::col(invitation::Column::EmailNormalized).eq(normalized.as_str()))
-            .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.as_str()))
+            .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.stored()))
             .and_where(Expr::col(invitation::Column::ExpiresAt).lte(now))
             .to_owned();
         txn.execute(&retire).await?;
@@ -109,7 +109,7 @@ impl LifecycleMutation {
             organization_id: org.id,
             email,
             email_normalized: normalized.clone(),
-            role: input.role.into(),
+            role: input.role,
             status: InvitationStatus::Pending,
             invited_by: Some(viewer.user.id),
             accepted_by: None,
@@ -138,8 +138,8 @@ impl LifecycleMutation {
                 row.organization_id.into(),
                 row.email.clone().into(),
                 row.email_normalized.clone().into(),
-                row.role.as_str().into(),
-                row.status.as_str().into(),
+                row.role.stored().into(),
+                row.status.stored().into(),
                 row.invited_by.into(),
                 row.created_at.into(),
                 row.expires_at.into(),
@@ -179,15 +179,15 @@ impl LifecycleMutation {
         let now = Utc::now();
         let q = Query::update()
             .table(invitation::Entity)
-            .value(invitation::Column::Status, InvitationStatus::Revoked.as_str())
+            .value(invitation::Column::Status, InvitationStatus::Revoked.stored())
             .value(invitation::Column::RevokedAt, now)
             .value(invitation::Column::UpdatedAt, now)
             .and_where(Expr::col(invitation::Column::Id).eq(inv.id))
-            .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.as_str()))
+            .and_where(Expr::col(invitation::Column::Status).eq(InvitationStatus::Pending.stored()))
             .and_where(Expr::col(invitation::Column::ExpiresAt).gt(now))
             .to_owned();
         if txn.execute(&q).await?.rows_affected() != 1 {
-            let status = crate::graphql::types::invitation::InvitationStatus::from(inv.status_at(now));
+            let status = inv.status_at(now);
             return Err(AppError::conflict(
                 format!("only a pending invitation can be revoked; this one is {}", async_graphql::Value::from(status)),
                 Some("id"),
@@ -197,7 +197,7 @@ impl LifecycleMutation {
             &txn,
             audit::Event::new(AuditAction::InvitationRevoked, Some(inv.organization_id), Some(viewer.user.id))
                 .target("invitation", inv.id)
-                .details(json!({ "email": inv.email, "role": Role::from(inv.role).as_str() })),
+                .details(json!({ "email": inv.email, "role": inv.role.as_str() })),
         )
         .await?;
         let updated =

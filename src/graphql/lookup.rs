@@ -232,13 +232,11 @@ pub async fn who_can(
     let mut allowed: Vec<_> = members
         .into_iter()
         .filter_map(|m| {
-            let who = policy::Member { user_id: m.user_id, organization_id: org, role: m.role.into() };
+            let who = policy::Member { user_id: m.user_id, organization_id: org, role: m.role };
             let d = policy::check(&who, action, &resource);
             d.allowed.then_some((m, d))
         })
         .collect();
-    allowed.sort_by(|(a, _), (b, _)| {
-        crate::authz::Role::from(b.role).cmp(&crate::authz::Role::from(a.role)).then(a.joined_at.cmp(&b.joined_at))
-    });
+    allowed.sort_by(|(a, _), (b, _)| b.role.cmp(&a.role).then(a.joined_at.cmp(&b.joined_at)));
     Ok(allowed)
 }

@@ -193,7 +193,7 @@ pub(super) async fn lock_and_recheck(
     let mut now = viewer.clone();
     now.memberships.retain(|m| m.organization_id != org);
     if let (Some(m), Some(old)) = (current, viewer.membership(org)) {
-        now.memberships.push(MembershipRecord { role: m.role.into(), is_active: m.is_active, ..old.clone() });
+        now.memberships.push(MembershipRecord { role: m.role, is_active: m.is_active, ..old.clone() });
     }
     guard::require(&now, action, &Resource::Organization { id: org })?;
     Ok(())
@@ -477,7 +477,7 @@ impl CoreMutation {
             Some(m) => {
                 let mut am: membership::ActiveModel = m.into();
                 am.is_active = Set(true);
-                am.role = Set(input.role.into());
+                am.role = Set(input.role);
                 am.updated_at = Set(now);
                 am.update(&txn).await?
             }
@@ -486,7 +486,7 @@ impl CoreMutation {
                     id: Set(Uuid::now_v7()),
                     user_id: Set(target.id),
                     organization_id: Set(org.id),
-                    role: Set(input.role.into()),
+                    role: Set(input.role),
                     is_active: Set(true),
                     joined_at: Set(now),
                     updated_at: Set(now),
@@ -526,9 +526,9 @@ impl CoreMutation {
         if role != Role::Admin {
             keep_an_admin(&txn, &m).await?;
         }
-        let previous: Role = m.role.into();
+        let previous: Role = m.role;
         let mut am: membership::ActiveModel = m.clone().into();
-        am.role = Set(role.into());
+        am.role = Set(role);
         am.updated_at = Set(Utc::now());
         let updated = am.update(&txn).await?;
         audit::record(
@@ -573,7 +573,7 @@ impl CoreMutation {
             &txn,
             audit::Event::new(AuditAction::MemberRemoved, Some(m.organization_id), Some(viewer.user.id))
                 .target("membership", m.id)
-                .details(serde_json::json!({ "userId": m.user_id, "role": Role::from(m.role).as_str() })),
+                .details(serde_json::json!({ "userId": m.user_id, "role": m.role.as_str() })),
         )
         .await?;
         let events = unassign_courses(&txn, m.user_id, m.organization_id).await?;
@@ -640,7 +640,7 @@ impl CoreMutation {
             title: Set(title),
             description: Set(description),
             category: Set(category),
-            difficulty_level: Set(input.difficulty_level.into()),
+            difficulty_level: Set(input.difficulty_level),
             estimated_duration: Set(estimated_duration),
             duration_unit: Set(duration_unit),
             price: Set(price),
@@ -677,7 +677,7 @@ impl CoreMutation {
             am.category = Set(validate::optional("input.category", input.category.as_opt_deref().flatten(), 500)?);
         }
         if let Some(d) = not_null("input.difficultyLevel", input.difficulty_level)? {
-            am.difficulty_level = Set(d.into());
+            am.difficulty_level = Set(d);
         }
         if !input.estimated_duration.is_undefined() {
             am.estimated_duration = Set(input

@@ -131,7 +131,7 @@ impl Query {
             .map(|(m, d)| AccessGrant {
                 membership: (&m).into(),
                 reason: d.reason,
-                role: m.role.into(),
+                role: m.role,
                 policy: d.policy.to_owned(),
             })
             .collect())

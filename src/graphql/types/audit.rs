@@ -1,64 +1,13 @@
 //! `AuditEvent`, `AuditAction`, and the organization's audit log.
 
-use async_graphql::{Context, Enum, ID, Json, Object};
+use async_graphql::{Context, ID, Json, Object};
 use chrono::{DateTime, Utc};
 
 use super::{connection::newest_first_connection, user::User};
 use crate::{error::AppResult, graphql::context::ContextExt};
 
-/// What an audit event records.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum AuditAction {
-    MembershipProvisioned,
-    MemberAdded,
-    MemberRoleChanged,
-    MemberRemoved,
-    InvitationCreated,
-    InvitationAccepted,
-    InvitationRevoked,
-    OrganizationUpdated,
-    CourseDeleted,
-    AccessDenied,
-    PlatformAdminAccess,
-}
-
-impl From<entity::AuditAction> for AuditAction {
-    fn from(a: entity::AuditAction) -> Self {
-        use entity::AuditAction as A;
-        match a {
-            A::MembershipProvisioned => Self::MembershipProvisioned,
-            A::MemberAdded => Self::MemberAdded,
-            A::MemberRoleChanged => Self::MemberRoleChanged,
-            A::MemberRemoved => Self::MemberRemoved,
-            A::InvitationCreated => Self::InvitationCreated,
-            A::InvitationAccepted => Self::InvitationAccepted,
-            A::InvitationRevoked => Self::InvitationRevoked,
-            A::OrganizationUpdated => Self::OrganizationUpdated,
-            A::CourseDeleted => Self::CourseDeleted,
-            A::AccessDenied => Self::AccessDenied,
-            A::PlatformAdminAccess => Self::PlatformAdminAccess,
-        }
-    }
-}
-
-impl From<AuditAction> for entity::AuditAction {
-    fn from(a: AuditAction) -> Self {
-        use entity::AuditAction as A;
-        match a {
-            AuditAction::MembershipProvisioned => A::MembershipProvisioned,
-            AuditAction::MemberAdded => A::MemberAdded,
-            AuditAction::MemberRoleChanged => A::MemberRoleChanged,
-            AuditAction::MemberRemoved => A::MemberRemoved,
-            AuditAction::InvitationCreated => A::InvitationCreated,
-            AuditAction::InvitationAccepted => A::InvitationAccepted,
-            AuditAction::InvitationRevoked => A::InvitationRevoked,
-            AuditAction::OrganizationUpdated => A::OrganizationUpdated,
-            AuditAction::CourseDeleted => A::CourseDeleted,
-            AuditAction::AccessDenied => A::AccessDenied,
-            AuditAction::PlatformAdminAccess => A::PlatformAdminAccess,
-        }
-    }
-}
+/// What an audit event records (the stored enum itself).
+pub use entity::AuditAction;
 
 /// One entry of an organization's audit log. Read-only: nothing in the API edits it.
 pub struct AuditEvent(pub entity::audit_event::Model);
@@ -74,7 +23,7 @@ impl AuditEvent {
     }
 
     async fn action(&self) -> AuditAction {
-        self.0.action.into()
+        self.0.action
     }
 
     /// Who did it (null for a user that is gone or not visible to the reader).

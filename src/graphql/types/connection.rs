@@ -142,7 +142,7 @@ pub async fn course_page(
             base = base.filter(course::Column::IsPublished.eq(p));
         }
         if let Some(d) = f.difficulty {
-            base = base.filter(course::Column::DifficultyLevel.eq(entity::Difficulty::from(d)));
+            base = base.filter(course::Column::DifficultyLevel.eq(d));
         }
         if let Some(s) = f.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             let s = validate::text("filter.search", s, 1, 500)?;

@@ -63,7 +63,7 @@ impl Course {
     }
 
     async fn difficulty_level(&self) -> scalars::Difficulty {
-        self.0.difficulty_level.into()
+        self.0.difficulty_level
     }
 
     async fn estimated_duration(&self) -> Option<f64> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, ID, Object};
+use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
 use super::{connection::newest_first_connection, organization::Organization, user::User};
@@ -12,25 +12,8 @@ use crate::{
     graphql::context::ContextExt,
 };
 
-/// Where an invitation stands. A pending invitation past its expiry is EXPIRED.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum InvitationStatus {
-    Pending,
-    Accepted,
-    Revoked,
-    Expired,
-}
-
-impl From<entity::InvitationStatus> for InvitationStatus {
-    fn from(s: entity::InvitationStatus) -> Self {
-        match s {
-            entity::InvitationStatus::Pending => Self::Pending,
-            entity::InvitationStatus::Accepted => Self::Accepted,
-            entity::InvitationStatus::Revoked => Self::Revoked,
-            entity::InvitationStatus::Expired => Self::Expired,
-        }
-    }
-}
+/// Where an invitation stands (the stored enum itself).
+pub use entity::InvitationStatus;
 
 /// An offer of a role in an organization to an email address.
 #[derive(Clone, Debug)]
@@ -67,11 +50,11 @@ impl Invitation {
     }
 
     async fn role(&self) -> Role {
-        self.row.role.into()
+        self.row.role
     }
 
     async fn status(&self) -> InvitationStatus {
-        self.row.status_at(Utc::now()).into()
+        self.row.status_at(Utc::now())
     }
 
     /// The ADMIN who invited (null when that user is gone or not visible to the reader).

@@ -41,7 +41,7 @@ impl From<&entity::membership::Model> for Membership {
             id: m.id,
             user_id: m.user_id,
             organization_id: m.organization_id,
-            role: m.role.into(),
+            role: m.role,
             is_active: m.is_active,
             joined_at: m.joined_at,
         }

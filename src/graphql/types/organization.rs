@@ -188,7 +188,7 @@ impl Organization {
                 .filter(audit_event::Column::OrganizationId.eq(self.0.id))
                 .filter(scope::audit_events(viewer.as_ref()));
             if let Some(a) = action {
-                base = base.filter(audit_event::Column::Action.eq(entity::AuditAction::from(a)));
+                base = base.filter(audit_event::Column::Action.eq(a));
             }
             let page = NewestFirst::load(
                 ctx,

@@ -1,6 +1,6 @@
 //! Scalars and enums of the API that are not rows: `Decimal`, `Difficulty`.
 
-use async_graphql::{Enum, InputValueError, InputValueResult, Scalar, ScalarType, Value};
+use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use rust_decimal::Decimal as Dec;
 
 /// A decimal amount as a string with two decimals, e.g. `"49.90"`. Numbers are
@@ -36,30 +36,5 @@ impl ScalarType for Decimal {
     }
 }
 
-/// How demanding a course is.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Difficulty {
-    Beginner,
-    Intermediate,
-    Advanced,
-}
-
-impl From<entity::Difficulty> for Difficulty {
-    fn from(d: entity::Difficulty) -> Self {
-        match d {
-            entity::Difficulty::Beginner => Difficulty::Beginner,
-            entity::Difficulty::Intermediate => Difficulty::Intermediate,
-            entity::Difficulty::Advanced => Difficulty::Advanced,
-        }
-    }
-}
-
-impl From<Difficulty> for entity::Difficulty {
-    fn from(d: Difficulty) -> Self {
-        match d {
-            Difficulty::Beginner => entity::Difficulty::Beginner,
-            Difficulty::Intermediate => entity::Difficulty::Intermediate,
-            Difficulty::Advanced => entity::Difficulty::Advanced,
-        }
-    }
-}
+/// How demanding a course is (the stored enum itself).
+pub use entity::Difficulty;
