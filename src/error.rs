@@ -7,7 +7,7 @@ use async_graphql::ErrorExtensionValues;
 
 use crate::{
     auth::{AuthError, AuthReason},
-    authz::{Action, Decision, Role},
+    authz::{Decision, Role},
 };
 
 /// Stable `extensions.code` values (CONTRACT §5).
@@ -202,13 +202,5 @@ impl From<sea_orm::DbErr> for AppError {
 impl From<std::sync::Arc<sea_orm::DbErr>> for AppError {
     fn from(e: std::sync::Arc<sea_orm::DbErr>) -> Self {
         AppError::from(e.as_ref().clone())
-    }
-}
-
-/// The action a FORBIDDEN was about, for metrics and audit.
-pub fn denied_action(err: &AppError) -> Option<(Action, &'static str)> {
-    match err {
-        AppError::Forbidden(d) => Some((d.action, d.reason.as_str())),
-        _ => None,
     }
 }

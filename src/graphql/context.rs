@@ -10,6 +10,10 @@ use crate::{
         AuthReason, Viewer,
         cache::{Change, ContextCache},
     },
+    authz::{
+        Action, Decision, Resource,
+        guard::{self, At, DecisionLog},
+    },
     db::RequestDb,
     error::{AppError, AppResult},
     live::{Bus, LiveEvent},
@@ -50,6 +54,8 @@ pub struct RequestContext {
     pub viewer_version: Option<tokio::sync::watch::Receiver<u64>>,
     /// On a WebSocket connection: where the subscription's resolver says it listens.
     pub live_target: Option<Arc<std::sync::OnceLock<crate::live::LiveTarget>>>,
+    /// The decisions the operation's guards noted (refusals, platform-admin powers).
+    pub decisions: DecisionLog,
 }
 
 impl RequestContext {
@@ -62,7 +68,17 @@ impl RequestContext {
         max_page_size: i32,
     ) -> Self {
         let loaders = Arc::new(Loaders::new(db.clone(), viewer.clone(), max_page_size));
-        Self { request_id, viewer, db, loaders, cache, bus, viewer_version: None, live_target: None }
+        Self {
+            request_id,
+            viewer,
+            db,
+            loaders,
+            cache,
+            bus,
+            viewer_version: None,
+            live_target: None,
+            decisions: DecisionLog::default(),
+        }
     }
 
     /// After a committed write: fresh loaders, the context cache told what changed, the
@@ -110,6 +126,19 @@ pub trait ContextExt {
     /// The server's settings (see [`super::schema::Settings`]).
     fn settings(&self) -> AppResult<&super::schema::Settings>;
 
+    /// Requires `action` on `resource` for the viewer: the decision, or FORBIDDEN explaining
+    /// it — noted for the operation's audit and metrics either way it must be.
+    fn require(&self, action: Action, resource: &Resource) -> AppResult<Decision> {
+        let viewer = self.viewer()?;
+        self.require_as(&viewer, action, resource)
+    }
+
+    /// [`Self::require`] for `subject` as it stands now (re-read inside a transaction).
+    fn require_as(&self, subject: &Viewer, action: Action, resource: &Resource) -> AppResult<Decision>;
+
+    /// The FORBIDDEN error for `d`, a refusal decided by a rule besides an action's own.
+    fn refuse(&self, d: Decision) -> AppError;
+
     /// Resolves a nullable field: an error becomes `null` plus the error at this field's
     /// own path, so siblings and the parent survive (async-graphql would otherwise drop
     /// the key, see async-graphql #1532).
@@ -126,6 +155,18 @@ impl ContextExt for Context<'_> {
         self.data::<super::schema::Settings>().map_err(|_| AppError::internal("settings missing from the schema data"))
     }
 
+    fn require_as(&self, subject: &Viewer, action: Action, resource: &Resource) -> AppResult<Decision> {
+        let log = &self.request()?.decisions;
+        guard::require(subject, action, resource, At { log: Some(log), root_field: root_field(self) })
+    }
+
+    fn refuse(&self, d: Decision) -> AppError {
+        match (self.viewer(), self.request()) {
+            (Ok(v), Ok(r)) => guard::refuse(&v, d, At { log: Some(&r.decisions), root_field: root_field(self) }),
+            (Err(e), _) | (_, Err(e)) => e,
+        }
+    }
+
     fn or_null<T>(&self, r: AppResult<Option<T>>) -> Option<T> {
         match r {
             Ok(v) => v,
@@ -136,5 +177,14 @@ impl ContextExt for Context<'_> {
                 None
             }
         }
+    }
+}
+
+/// The root field being resolved, when `ctx` is at one.
+fn root_field<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
+    let node = ctx.path_node.as_ref()?;
+    match (node.parent, node.segment) {
+        (None, async_graphql::QueryPathSegment::Name(n)) => Some(n),
+        _ => None,
     }
 }

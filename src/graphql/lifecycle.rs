@@ -22,7 +22,7 @@ use super::{
 use crate::{
     audit,
     auth::cache::{Change, ContextCache},
-    authz::{AccessReason, Action, Role, guard, policy},
+    authz::{AccessReason, Action, Role, policy},
     error::{AppError, AppResult},
     invitations,
 };
@@ -70,7 +70,7 @@ impl LifecycleMutation {
             .all(db.directory())
             .await?;
         let txn = db.begin_write().await?;
-        lock_and_recheck(&txn, &viewer, org.id, Action::ManageMembers).await?;
+        lock_and_recheck(ctx, &txn, &viewer, org.id, Action::ManageMembers).await?;
         let now = Utc::now();
         let already = membership::Entity::find()
             .join(JoinType::InnerJoin, membership::Relation::User.def())
@@ -175,7 +175,7 @@ impl LifecycleMutation {
         let id = parse_id("id", &id)?;
         let inv = lookup::invitation(ctx, id, Action::ManageMembers).await?;
         let txn = ctx.db()?.begin_write().await?;
-        lock_and_recheck(&txn, &viewer, inv.organization_id, Action::ManageMembers).await?;
+        lock_and_recheck(ctx, &txn, &viewer, inv.organization_id, Action::ManageMembers).await?;
         let now = Utc::now();
         let q = Query::update()
             .table(invitation::Entity)
@@ -221,7 +221,7 @@ impl LifecycleMutation {
         if d.reason == AccessReason::NotFound {
             return Err(AppError::not_found("invitation"));
         }
-        guard::require(viewer.as_ref(), Action::AcceptInvitation, &lookup::invitation_resource(&viewer, &inv))?;
+        ctx.require_as(&viewer, Action::AcceptInvitation, &lookup::invitation_resource(&viewer, &inv))?;
         let now = Utc::now();
         let db = ctx.db()?;
         match inv.status_at(now) {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{context::ContextExt, types::parse_id};
 use crate::{
-    authz::{Action, Decision, Resource, Subject as _, guard, policy, scope},
+    authz::{Action, Decision, Resource, Subject as _, policy, scope},
     error::{AppError, AppResult},
 };
 
@@ -23,10 +23,10 @@ pub async fn organization(ctx: &Context<'_>, id: Uuid, action: Action) -> AppRes
     let res = Resource::Organization { id };
     match ctx.loaders()?.organization_now(id).await? {
         Some(o) => {
-            guard::require(&viewer, action, &res)?;
+            ctx.require_as(&viewer, action, &res)?;
             Ok(o)
         }
-        None if viewer.membership(id).is_some() => Err(guard::require(&viewer, action, &res).err().unwrap_or_else(
+        None if viewer.membership(id).is_some() => Err(ctx.require_as(&viewer, action, &res).err().unwrap_or_else(
             // Unreachable in practice: a visible organization is found by the loader.
             || AppError::not_found("organization"),
         )),
@@ -54,7 +54,7 @@ pub async fn target_organization(
 /// A course the viewer can read, with `action` granted.
 pub async fn course(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<Arc<course::Model>> {
     let c = ctx.loaders()?.course_now(id).await?.ok_or(AppError::not_found("course"))?;
-    guard::require(ctx.viewer()?.as_ref(), action, &super::types::course::resource(&c))?;
+    ctx.require(action, &super::types::course::resource(&c))?;
     Ok(c)
 }
 
@@ -71,7 +71,7 @@ pub async fn track(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<(Ar
 /// A membership in one of the viewer's organizations, with `action` granted there.
 pub async fn membership(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<Arc<membership::Model>> {
     let m = ctx.loaders()?.memberships.load_one(id).await?.ok_or(AppError::not_found("membership"))?;
-    guard::require(ctx.viewer()?.as_ref(), action, &Resource::Organization { id: m.organization_id })?;
+    ctx.require(action, &Resource::Organization { id: m.organization_id })?;
     Ok(m)
 }
 
@@ -85,7 +85,7 @@ pub async fn invitation(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResul
         .one(ctx.db()?)
         .await?
         .ok_or(AppError::not_found("invitation"))?;
-    guard::require(viewer.as_ref(), action, &invitation_resource(&viewer, &inv))?;
+    ctx.require_as(&viewer, action, &invitation_resource(&viewer, &inv))?;
     Ok(inv)
 }
 

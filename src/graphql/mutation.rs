@@ -40,7 +40,7 @@ use crate::{
         cache::{Change, ContextCache},
         viewer::MembershipRecord,
     },
-    authz::{Action, Resource, Role, guard, policy},
+    authz::{Action, Resource, Role, policy},
     error::{AppError, AppResult},
     live::{self, LiveEvent, Op},
 };
@@ -172,6 +172,7 @@ async fn keep_an_admin(db: &impl ConnectionTrait, m: &membership::Model) -> AppR
 /// actor's own standing inside the transaction: an ADMIN demoted a moment ago by another
 /// request cannot still act on a decision made before that commit.
 pub(super) async fn lock_and_recheck(
+    ctx: &Context<'_>,
     txn: &impl ConnectionTrait,
     viewer: &Viewer,
     org: Uuid,
@@ -195,7 +196,7 @@ pub(super) async fn lock_and_recheck(
     if let (Some(m), Some(old)) = (current, viewer.membership(org)) {
         now.memberships.push(MembershipRecord { role: m.role, is_active: m.is_active, ..old.clone() });
     }
-    guard::require(&now, action, &Resource::Organization { id: org })?;
+    ctx.require_as(&now, action, &Resource::Organization { id: org })?;
     Ok(())
 }
 
@@ -462,7 +463,7 @@ impl CoreMutation {
             _ => return Err(AppError::bad_input("input.userId", "pass exactly one of `userId` and `email`")),
         };
         let txn = db.begin_write().await?;
-        lock_and_recheck(&txn, &viewer, org.id, Action::ManageMembers).await?;
+        lock_and_recheck(ctx, &txn, &viewer, org.id, Action::ManageMembers).await?;
         let now = Utc::now();
         let existing = membership::Entity::find()
             .filter(membership::Column::UserId.eq(target.id))
@@ -520,7 +521,7 @@ impl CoreMutation {
         let id = parse_id("membershipId", &membership_id)?;
         let found = lookup::membership(ctx, id, Action::ManageMembers).await?;
         let txn = ctx.db()?.begin_write().await?;
-        lock_and_recheck(&txn, &viewer, found.organization_id, Action::ManageMembers).await?;
+        lock_and_recheck(ctx, &txn, &viewer, found.organization_id, Action::ManageMembers).await?;
         // Re-read inside the transaction: the row may have changed since the lookup.
         let m = membership::Entity::find_by_id(id).one(&txn).await?.ok_or(AppError::not_found("membership"))?;
         if role != Role::Admin {
@@ -560,7 +561,7 @@ impl CoreMutation {
         let id = parse_id("membershipId", &membership_id)?;
         let found = lookup::membership(ctx, id, Action::ManageMembers).await?;
         let txn = ctx.db()?.begin_write().await?;
-        lock_and_recheck(&txn, &viewer, found.organization_id, Action::ManageMembers).await?;
+        lock_and_recheck(ctx, &txn, &viewer, found.organization_id, Action::ManageMembers).await?;
         let m = membership::Entity::find_by_id(id).one(&txn).await?.ok_or(AppError::not_found("membership"))?;
         keep_an_admin(&txn, &m).await?;
         let mut am: membership::ActiveModel = m.clone().into();
@@ -616,7 +617,7 @@ impl CoreMutation {
                 if id != viewer.user.id {
                     let d = policy::check_assign_instructor(viewer.as_ref(), Action::CreateCourse, org.id);
                     if !d.allowed {
-                        return Err(AppError::forbidden(d));
+                        return Err(ctx.refuse(d));
                     }
                 }
                 Some(id)
@@ -704,7 +705,7 @@ impl CoreMutation {
             if next != current.instructor_id {
                 let d = policy::check_assign_instructor(viewer.as_ref(), Action::UpdateCourse, current.organization_id);
                 if !d.allowed {
-                    return Err(AppError::forbidden(d));
+                    return Err(ctx.refuse(d));
                 }
                 if let Some(i) = next
                     && !can_teach(db, i, current.organization_id).await?

@@ -87,7 +87,7 @@ impl Subscription {
         if viewer.effective_role(org).is_none() {
             return Err(AppError::not_found("organization"));
         }
-        guard::require(viewer.as_ref(), Action::ReadCourse, &Resource::Organization { id: org })?;
+        ctx.require_as(&viewer, Action::ReadCourse, &Resource::Organization { id: org })?;
         let topic = ctx.request()?.bus.subscribe(org);
         watch.listening(LiveTarget { organization_id: org, course_id: None });
         Ok(futures_util::stream::unfold(CourseStream { watch, org, topic, done: false }, |mut s| async move {
@@ -126,6 +126,7 @@ struct Watch {
     loaders: Arc<Loaders>,
     db: RequestDb,
     target: Option<Arc<std::sync::OnceLock<LiveTarget>>>,
+    decisions: crate::authz::guard::DecisionLog,
 }
 
 impl Watch {
@@ -140,6 +141,7 @@ impl Watch {
             loaders: r.loaders.clone(),
             db: r.db.clone(),
             target: r.live_target.clone(),
+            decisions: r.decisions.clone(),
         })
     }
 
@@ -168,7 +170,8 @@ impl Watch {
     /// FORBIDDEN (MEMBERSHIP_INACTIVE) once the viewer no longer actively belongs to `org`.
     fn still_member(&self, org: Uuid) -> AppResult<Arc<Viewer>> {
         let v = self.viewer()?;
-        guard::require(v.as_ref(), Action::ReadCourse, &Resource::Organization { id: org })?;
+        let at = guard::At { log: Some(&self.decisions), root_field: None };
+        guard::require(v.as_ref(), Action::ReadCourse, &Resource::Organization { id: org }, at)?;
         Ok(v)
     }
 }

@@ -10,6 +10,7 @@ use async_graphql::{ErrorExtensionValues, Request as GqlRequest, Response, Serve
 
 use crate::{
     auth::Viewer,
+    authz::guard::Noted,
     db::RequestDb,
     error::{AppError, code},
     graphql::{
@@ -84,6 +85,7 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
     }
     let on_replica = db.on_replica();
     let ctx = context(state, request_id, ViewerCell::new(viewer.clone()), db.clone());
+    let decisions = ctx.decisions.clone();
     if op_type == Some(OperationType::Subscription) {
         return Response::from_errors(vec![app_error(AppError::bad_input(
             "query",
@@ -92,7 +94,7 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
     }
     // Kept for the rare refusal on complexity, whose actual value is measured apart.
     let probe = ComplexityProbe::of(&r);
-    let (mut resp, grants) = crate::authz::guard::noting_grants(state.schema.execute(r.data(ctx))).await;
+    let mut resp = state.schema.execute(r.data(ctx)).await;
     probe.explain(state, &mut resp.errors).await;
     // The request's transaction (row-level security): if it cannot commit, nothing
     // this operation wrote is there, so its answer must not claim otherwise.
@@ -114,9 +116,7 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
     {
         tracing::warn!(error = %e, "read replica: could not record the viewer's write position");
     }
-    if let Some(v) = &viewer {
-        audit_decisions(state, v, op_type == Some(OperationType::Mutation), &resp.errors, &grants).await;
-    }
+    account(state, &decisions.take(), op_type == Some(OperationType::Mutation)).await;
     resp
 }
 
@@ -166,8 +166,8 @@ impl ErrorFlags {
 }
 
 /// Gives every error its `extensions.code` (Apollo's codes for parse, validation and
-/// variable errors), the request id on internal ones, and counts denials.
-pub fn settle_errors(state: &AppState, request_id: &str, r: &mut Response) -> ErrorFlags {
+/// variable errors) and the request id on internal ones.
+pub fn settle_errors(request_id: &str, r: &mut Response) -> ErrorFlags {
     let mut flags = ErrorFlags::default();
     if r.data == async_graphql::Value::Null && !r.errors.is_empty() && r.errors.iter().all(|e| e.path.is_empty()) {
         flags.request_error = true;
@@ -184,13 +184,6 @@ pub fn settle_errors(state: &AppState, request_id: &str, r: &mut Response) -> Er
                 ext.set("requestId", request_id);
             }
             Some(async_graphql::Value::String(c)) if c == code::UNAUTHENTICATED => flags.unauthenticated = true,
-            Some(async_graphql::Value::String(c)) if c == code::FORBIDDEN => {
-                let get = |k: &str| match ext.get(k) {
-                    Some(async_graphql::Value::String(s)) => s.clone(),
-                    _ => String::new(),
-                };
-                state.metrics.denied(&get("reason"), &get("action"));
-            }
             // A variable whose value does not fit its type is bad input, as in Apollo.
             None if e.path.is_empty()
                 && (e.message.starts_with("Invalid value for argument") || e.message.contains("variable")) =>
@@ -215,42 +208,29 @@ pub fn app_error(e: AppError) -> ServerError {
     err
 }
 
-/// Records in the audit log what an operation was refused (FORBIDDEN on a mutation
-/// field: ACCESS_DENIED) and where it used platform-admin powers (PLATFORM_ADMIN_ACCESS),
-/// each at most once per minute per viewer and key.
-async fn audit_decisions(
-    state: &AppState,
-    viewer: &Viewer,
-    mutation: bool,
-    errors: &[ServerError],
-    grants: &[(crate::authz::Action, Option<uuid::Uuid>)],
-) {
+/// Accounts for an operation's noted decisions: every refusal in the denial metrics; on a
+/// mutation (`audit`), each refusal of a root field is an ACCESS_DENIED event and each use of
+/// platform-admin powers a PLATFORM_ADMIN_ACCESS one, each at most once per minute per
+/// viewer and key (queries audit platform-admin powers only).
+pub async fn account(state: &AppState, noted: &[Noted], mutation: bool) {
     use crate::audit::Event;
     use entity::AuditAction;
-    for e in errors.iter().filter(|e| mutation && e.path.len() == 1) {
-        let Some(ext) = &e.extensions else { continue };
-        let get = |k: &str| match ext.get(k) {
-            Some(async_graphql::Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        if get("code").as_deref() != Some(code::FORBIDDEN) {
-            continue;
+    for n in noted {
+        let d = &n.decision;
+        if n.denied() {
+            state.metrics.denied(d.reason.as_str(), d.action.as_str());
+            let Some(field) = n.root_field.as_deref().filter(|_| mutation) else { continue };
+            let event =
+                Event::new(AuditAction::AccessDenied, d.organization_id, Some(n.user_id)).details(serde_json::json!({
+                    "action": d.action.as_str(), "reason": d.reason.as_str(),
+                    "viewerRole": d.viewer_role.map(|r| r.as_str()), "policy": d.policy, "field": field,
+                }));
+            state.audit.record(format!("access_denied:{}:{}", d.action.as_str(), d.reason.as_str()), event).await;
+        } else {
+            let event = Event::new(AuditAction::PlatformAdminAccess, d.organization_id, Some(n.user_id))
+                .details(serde_json::json!({ "action": d.action.as_str(), "mutation": mutation }));
+            let org = d.organization_id.map(|o| o.to_string()).unwrap_or_default();
+            state.audit.record(format!("platform_admin:{}:{org}", d.action.as_str()), event).await;
         }
-        let (action, reason) = (get("action").unwrap_or_default(), get("reason").unwrap_or_default());
-        let org = get("organizationId").and_then(|o| uuid::Uuid::parse_str(&o).ok());
-        let field = match e.path.first() {
-            Some(async_graphql::PathSegment::Field(f)) => f.clone(),
-            _ => String::new(),
-        };
-        let event = Event::new(AuditAction::AccessDenied, org, Some(viewer.user.id)).details(serde_json::json!({
-            "action": action, "reason": reason, "viewerRole": get("viewerRole"), "policy": get("policy"), "field": field,
-        }));
-        state.audit.record(format!("access_denied:{action}:{reason}"), event).await;
-    }
-    for (action, org) in grants {
-        let event = Event::new(AuditAction::PlatformAdminAccess, *org, Some(viewer.user.id))
-            .details(serde_json::json!({ "action": action.as_str(), "mutation": mutation }));
-        let org = org.map(|o| o.to_string()).unwrap_or_default();
-        state.audit.record(format!("platform_admin:{}:{org}", action.as_str()), event).await;
     }
 }

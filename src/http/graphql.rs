@@ -147,7 +147,7 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     for (i, r) in responses_mut(&mut resp).into_iter().enumerate() {
         let op_outcome = if r.errors.is_empty() { "ok" } else { "error" };
         state.metrics.observe_operation(names.get(i).cloned().flatten().as_deref(), op_outcome);
-        flags.merge(super::exec::settle_errors(state, request_id, r));
+        flags.merge(super::exec::settle_errors(request_id, r));
     }
     let super::exec::ErrorFlags { unauthenticated, request_error, unavailable } = flags;
     let status = if unauthenticated && viewer.is_none() {

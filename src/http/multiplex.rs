@@ -197,6 +197,7 @@ async fn run(
     let (_still, version) = watch::channel(0u64);
     ctx.viewer_version = Some(version);
     ctx.live_target = Some(group.target.clone());
+    let decisions = ctx.decisions.clone();
     let mut probe = Some(ComplexityProbe::of(&request));
     let mut stream = state.schema.execute_stream(request.data(ctx));
     let last = loop {
@@ -204,7 +205,8 @@ async fn run(
         if let Some(p) = probe.take() {
             p.explain(&state, &mut resp.errors).await;
         }
-        exec::settle_errors(&state, &request_id, &mut resp);
+        exec::settle_errors(&request_id, &mut resp);
+        exec::account(&state, &decisions.take(), false).await;
         // Refused at the start or ended by an error (NOT_FOUND, …): the protocol's `error`.
         if resp.data == async_graphql::Value::Null && !resp.errors.is_empty() {
             break Some(resp.errors);

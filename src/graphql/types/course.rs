@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{organization::Organization, scalars, track::Track, user::User};
 use crate::{
-    authz::{Action, Resource, guard, policy},
+    authz::{Action, Resource, policy},
     error::{AppError, AppResult},
     graphql::{context::ContextExt, visibility},
 };
@@ -98,7 +98,7 @@ impl Course {
     #[graphql(visible = "visibility::course_metadata")]
     async fn metadata(&self, ctx: &Context<'_>) -> Option<Json<serde_json::Value>> {
         let r = ctx.viewer().and_then(|v| {
-            guard::require(&v, Action::ReadCourseMetadata, &self.resource())?;
+            ctx.require_as(&v, Action::ReadCourseMetadata, &self.resource())?;
             Ok(self.0.metadata.clone().map(Json))
         });
         ctx.or_null(r)

@@ -13,7 +13,7 @@ use super::{
     invitation::{Invitation, InvitationConnection, InvitationStatus},
 };
 use crate::{
-    authz::{Action, Resource, Role, Subject as _, guard, policy, scope},
+    authz::{Action, Resource, Role, Subject as _, policy, scope},
     error::AppResult,
     graphql::{context::ContextExt, visibility},
 };
@@ -65,7 +65,7 @@ impl Organization {
     #[graphql(visible = "visibility::organization_storage_bucket")]
     async fn storage_bucket(&self, ctx: &Context<'_>) -> Option<String> {
         let r = ctx.viewer().and_then(|v| {
-            guard::require(&v, Action::ReadOrganizationSettings, &self.resource())?;
+            ctx.require_as(&v, Action::ReadOrganizationSettings, &self.resource())?;
             Ok(Some(self.0.storage_bucket.clone()))
         });
         ctx.or_null(r)
@@ -84,7 +84,7 @@ impl Organization {
         #[graphql(default_with = "Some(false)")] include_inactive: Option<bool>,
     ) -> Option<MembershipConnection> {
         let r = async {
-            guard::require(ctx.viewer()?.as_ref(), Action::ReadMembers, &self.resource())?;
+            ctx.require(Action::ReadMembers, &self.resource())?;
             connection::member_page(
                 ctx,
                 self.0.id,
@@ -108,7 +108,7 @@ impl Organization {
         after: Option<String>,
         filter: Option<CourseFilter>,
     ) -> AppResult<CourseConnection> {
-        guard::require(ctx.viewer()?.as_ref(), Action::ReadCourse, &self.resource())?;
+        ctx.require(Action::ReadCourse, &self.resource())?;
         let org = Condition::all().add(entity::course::Column::OrganizationId.eq(self.0.id));
         connection::course_page(ctx, org, first.unwrap_or(20), after.as_deref(), filter.as_ref()).await
     }
@@ -127,7 +127,7 @@ impl Organization {
     ) -> Option<InvitationConnection> {
         let r = async {
             let viewer = ctx.viewer()?;
-            guard::require(viewer.as_ref(), Action::ManageMembers, &self.resource())?;
+            ctx.require_as(&viewer, Action::ManageMembers, &self.resource())?;
             let now = chrono::Utc::now();
             let pending = entity::InvitationStatus::Pending;
             let mut base = invitation::Entity::find()
@@ -183,7 +183,7 @@ impl Organization {
     ) -> Option<AuditEventConnection> {
         let r = async {
             let viewer = ctx.viewer()?;
-            guard::require(viewer.as_ref(), Action::ReadAuditLog, &self.resource())?;
+            ctx.require_as(&viewer, Action::ReadAuditLog, &self.resource())?;
             let mut base = audit_event::Entity::find()
                 .filter(audit_event::Column::OrganizationId.eq(self.0.id))
                 .filter(scope::audit_events(viewer.as_ref()));

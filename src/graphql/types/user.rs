@@ -8,7 +8,7 @@ use async_graphql::{Context, ID, Object};
 
 use crate::{
     auth::viewer::UserRecord,
-    authz::{Action, Resource, guard},
+    authz::{Action, Resource},
     error::AppResult,
     graphql::context::ContextExt,
 };
@@ -58,7 +58,7 @@ impl User {
         } else {
             ctx.loaders()?.shared_organizations.load_one(self.id).await?.map(|v| v.as_ref().clone()).unwrap_or_default()
         };
-        guard::require(&viewer, Action::ReadUserPrivate, &Resource::User { id: self.id, organization_ids })?;
+        ctx.require(Action::ReadUserPrivate, &Resource::User { id: self.id, organization_ids })?;
         Ok(())
     }
 }

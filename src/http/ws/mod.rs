@@ -366,8 +366,12 @@ impl Connection {
         for id in live {
             let Some(Sub::Live(l)) = subs.entries.get(&id) else { continue };
             if let Some(t) = l.membership.group.target()
-                && let Err(e) =
-                    guard::require(&v, Action::ReadCourse, &Resource::Organization { id: t.organization_id })
+                && let Err(e) = guard::require(
+                    &v,
+                    Action::ReadCourse,
+                    &Resource::Organization { id: t.organization_id },
+                    Default::default(),
+                )
             {
                 frames.push(error_message(&id, &[exec::app_error(e)]));
                 self.drop_sub(subs, &id);
@@ -545,7 +549,7 @@ impl Operation {
     async fn run(self, request: GqlRequest) {
         let state = &self.state;
         let mut resp = exec::operation(state, &self.request_id, self.viewer.clone(), request).await;
-        let flags = exec::settle_errors(state, &self.request_id, &mut resp);
+        let flags = exec::settle_errors(&self.request_id, &mut resp);
         let done = |text| Out::Done { id: self.id.clone(), token: self.token, text };
         if flags.request_error || (resp.data == async_graphql::Value::Null && !resp.errors.is_empty()) {
             let _ = self.out.send(done(error_message(&self.id, &resp.errors))).await;
