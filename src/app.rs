@@ -111,7 +111,7 @@ impl App {
             tokio::spawn(crate::live::listen::run(cache.clone(), bus.clone(), url, conn.clone()));
         }
         let write_lock = db::WriteLock::for_backend(conn.get_database_backend());
-        let audit = Arc::new(crate::audit::RateLimited::new(conn.clone(), write_lock.clone()));
+        let audit = Arc::new(crate::domain::audit::RateLimited::new(conn.clone(), write_lock.clone()));
         let provisioner = Provisioner::new(
             conn.clone(),
             crate::auth::provision::ProvisionerSettings {

@@ -1,7 +1,6 @@
 //! coursegraph: a multi-tenant GraphQL API server with field-level access control.
 
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bench_data;
@@ -9,10 +8,10 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod doctor;
+pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
-pub mod invitations;
 pub mod live;
 pub mod metrics;
 pub mod seed;

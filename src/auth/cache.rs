@@ -23,13 +23,11 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
 use super::viewer::{MembershipRecord, UserRecord};
 
-/// The PostgreSQL channel replicas announce context changes on.
-pub const CHANNEL: &str = "coursegraph_context";
+pub use crate::db::CHANGES_CHANNEL as CHANNEL;
 
 /// The most entries kept; beyond it, the cache starts over (it only ever saves reads).
 const CAPACITY: usize = 100_000;
@@ -44,15 +42,7 @@ pub struct Found {
     pub pending_invitations: bool,
 }
 
-pub use crate::db::Change;
-
-/// How a change travels on [`CHANNEL`].
-fn payload(c: Change) -> String {
-    match c {
-        Change::User(id) => format!("user:{id}"),
-        Change::Organization(id) => format!("org:{id}"),
-    }
-}
+pub use crate::db::{Change, change_payload as payload};
 
 /// A change as heard on [`CHANNEL`].
 pub fn parse(payload: &str) -> Option<Change> {
@@ -180,23 +170,6 @@ impl ContextCache {
             self.clear();
         }
         self.live.store(live, Ordering::Release);
-    }
-
-    /// Announces `changes` to the other replicas (PostgreSQL; inside the caller's
-    /// transaction, so they hear of it only if it commits).
-    pub async fn publish(db: &impl ConnectionTrait, changes: &[Change]) -> Result<(), sea_orm::DbErr> {
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        for c in changes {
-            db.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), payload(*c).into()],
-            ))
-            .await?;
-        }
-        Ok(())
     }
 }
 

@@ -27,10 +27,10 @@ use super::{
     viewer::{EmailClaim, MembershipRecord, UserRecord, Viewer},
 };
 use crate::{
-    audit,
     authz::{AccessReason, Action, Decision, Role, policy},
     config::{InvitationConfig, RoleSource},
     db::WriteLock,
+    domain::audit,
     error::{AppError, AppResult},
     metrics::Metrics,
 };
@@ -355,12 +355,12 @@ impl Provisioner {
         // Invitations first: an invited role wins over the token's for the same organization,
         // and an invitation brings a removed member back, which a token never does.
         if let Some(email) = invited {
-            let pending = crate::invitations::pending_for(&txn, email, now).await?;
+            let pending = crate::domain::invitations::pending_for(&txn, email, now).await?;
             if !pending.is_empty() {
                 known = None;
             }
             for inv in pending {
-                if crate::invitations::accept(&txn, &inv, user_id, now, "provisioning").await?.is_some() {
+                if crate::domain::invitations::accept(&txn, &inv, user_id, now, "provisioning").await?.is_some() {
                     self.metrics.provisioned("membership");
                 }
             }
@@ -449,7 +449,7 @@ impl Provisioner {
         // transaction created: until it commits nobody can have loaded them. (Besides the
         // round trip, a NOTIFY serializes committing transactions in PostgreSQL.)
         if !created_user {
-            ContextCache::publish(&txn, &[Change::User(user_id)]).await?;
+            crate::db::announce(&txn, &[Change::User(user_id)]).await?;
         }
         txn.commit().await?;
         if !created_user {

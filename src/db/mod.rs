@@ -362,6 +362,35 @@ pub enum Change {
     Organization(Uuid),
 }
 
+/// The PostgreSQL channel processes announce [`Change`]s on.
+pub const CHANGES_CHANNEL: &str = "coursegraph_context";
+
+/// How a change travels on [`CHANGES_CHANNEL`].
+pub fn change_payload(c: Change) -> String {
+    match c {
+        Change::User(id) => format!("user:{id}"),
+        Change::Organization(id) => format!("org:{id}"),
+    }
+}
+
+/// Announces `changes` to every server process (PostgreSQL; inside the caller's
+/// transaction, so they hear of it only if it commits). Nothing on SQLite, whose one
+/// process applies them itself.
+pub async fn announce(db: &impl ConnectionTrait, changes: &[Change]) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    for c in changes {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANGES_CHANNEL.into(), change_payload(*c).into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Whether a database error is a unique-key violation (on either backend).
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))

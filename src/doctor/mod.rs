@@ -810,10 +810,10 @@ impl Doctor<'_> {
             .then(|| EmailClaim::from_identity(identity.email.as_deref(), true).map(|e| e.address))
             .flatten();
         if let Some(email) = &invited
-            && let Ok(pending) = crate::invitations::pending_for(conn, email, now).await
+            && let Ok(pending) = crate::domain::invitations::pending_for(conn, email, now).await
         {
             for inv in pending {
-                let role = crate::invitations::role(&inv);
+                let role = crate::domain::invitations::role(&inv);
                 match memberships.iter_mut().position(|m| m.organization_id == inv.organization_id) {
                     Some(i) if memberships[i].is_active => continue,
                     Some(i) => {

@@ -15,6 +15,7 @@ use crate::{
         guard::{self, At, DecisionLog},
     },
     db::RequestDb,
+    domain::write::{Committed, UnitOfWork},
     error::{AppError, AppResult},
     live::{Bus, LiveEvent},
 };
@@ -81,10 +82,22 @@ impl RequestContext {
         }
     }
 
+    /// Begins a mutation's unit of work (in the request's transaction under row-level
+    /// security).
+    pub async fn begin(&self) -> AppResult<UnitOfWork> {
+        Ok(UnitOfWork::new(self.db.begin_write().await?))
+    }
+
+    /// Commits `work`, then brings the request up to date with it ([`Self::after_write`]).
+    pub async fn commit(&self, work: UnitOfWork) -> AppResult<()> {
+        let Committed { changes, events } = work.commit().await?;
+        self.after_write(&changes, events).await
+    }
+
     /// After a committed write: fresh loaders, the context cache told what changed, the
     /// viewer re-read when the change concerns them, and the live events (announced in the
-    /// transaction with [`crate::live::notify`]) delivered where that is this process's job.
-    pub async fn after_write(&self, changes: &[Change], events: Vec<LiveEvent>) -> AppResult<()> {
+    /// transaction) delivered where that is this process's job.
+    async fn after_write(&self, changes: &[Change], events: Vec<LiveEvent>) -> AppResult<()> {
         self.bus.committed(events);
         self.loaders.clear();
         for c in changes {

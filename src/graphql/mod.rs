@@ -2,7 +2,6 @@
 
 pub mod context;
 pub mod input;
-pub mod lifecycle;
 pub mod limits;
 pub mod loaders;
 pub mod lookup;

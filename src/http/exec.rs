@@ -213,7 +213,7 @@ pub fn app_error(e: AppError) -> ServerError {
 /// platform-admin powers a PLATFORM_ADMIN_ACCESS one, each at most once per minute per
 /// viewer and key (queries audit platform-admin powers only).
 pub async fn account(state: &AppState, noted: &[Noted], mutation: bool) {
-    use crate::audit::Event;
+    use crate::domain::audit::Event;
     use entity::AuditAction;
     for n in noted {
         let d = &n.decision;

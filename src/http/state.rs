@@ -35,7 +35,7 @@ pub struct AppState {
     /// This process's multiplexed subscriptions.
     pub hub: Arc<crate::http::multiplex::Hub>,
     /// Rate-limited audit records (ACCESS_DENIED, PLATFORM_ADMIN_ACCESS).
-    pub audit: Arc<crate::audit::RateLimited>,
+    pub audit: Arc<crate::domain::audit::RateLimited>,
     pub metrics: Metrics,
     pub apq: ApqStore,
     pub preflight: Preflight,

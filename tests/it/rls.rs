@@ -45,8 +45,8 @@ async fn world(conn: &DatabaseConnection) -> World {
     fixtures::invitation(conn, a.id, "new-a@example.com", MembershipRole::Member, day).await;
     fixtures::invitation(conn, b.id, "new-b@example.com", MembershipRole::Member, day).await;
     for (org, actor) in [(a.id, alice.id), (b.id, bob.id)] {
-        let e = coursegraph::audit::Event::new(entity::AuditAction::MemberAdded, Some(org), Some(actor));
-        coursegraph::audit::record(conn, e).await.unwrap();
+        let e = coursegraph::domain::audit::Event::new(entity::AuditAction::MemberAdded, Some(org), Some(actor));
+        coursegraph::domain::audit::record(conn, e).await.unwrap();
     }
     World { a: a.id, b: b.id, alice: alice.id, bob: bob.id, course_b: cb.id }
 }
@@ -200,8 +200,8 @@ async fn sees_own_rows(conn: &DatabaseConnection, w: &World, table: &str, cmd: &
     let db = as_alice(conn, w);
     if cmd == "INSERT" {
         let sp = db.begin_write().await.unwrap();
-        let e = coursegraph::audit::Event::new(entity::AuditAction::MemberAdded, Some(w.a), Some(w.alice));
-        let ok = coursegraph::audit::record(&sp, e).await.is_ok();
+        let e = coursegraph::domain::audit::Event::new(entity::AuditAction::MemberAdded, Some(w.a), Some(w.alice));
+        let ok = coursegraph::domain::audit::record(&sp, e).await.is_ok();
         drop(sp);
         db.finish().await.unwrap();
         return ok;

@@ -3,18 +3,16 @@
 //! run inside their own transaction.
 
 use chrono::{DateTime, Utc};
-use entity::{AuditAction, InvitationStatus, invitation, membership};
+use entity::{AuditAction, InvitationStatus, invitation};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{
-    audit,
-    error::{AppError, AppResult},
-};
+use super::{audit, membership};
+use crate::error::{AppError, AppResult};
 
 /// The longest address accepted (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 320;
@@ -47,7 +45,7 @@ pub fn email(field: &str, raw: &str) -> AppResult<(String, String)> {
 /// What accepting did.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    pub membership: membership::Model,
+    pub membership: entity::membership::Model,
     /// A removed member was brought back.
     pub reactivated: bool,
 }
@@ -77,52 +75,17 @@ pub async fn accept(
     if txn.execute(&claim).await?.rows_affected() != 1 {
         return Ok(None);
     }
-    let insert = Query::insert()
-        .into_table(membership::Entity)
-        .columns([
-            membership::Column::Id,
-            membership::Column::UserId,
-            membership::Column::OrganizationId,
-            membership::Column::Role,
-            membership::Column::IsActive,
-            membership::Column::JoinedAt,
-            membership::Column::UpdatedAt,
-        ])
-        .values_panic([
-            Uuid::now_v7().into(),
-            user_id.into(),
-            inv.organization_id.into(),
-            inv.role.stored().into(),
-            true.into(),
-            now.into(),
-            now.into(),
-        ])
-        .on_conflict(
-            OnConflict::columns([membership::Column::UserId, membership::Column::OrganizationId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .to_owned();
-    let created = txn.execute(&insert).await?.rows_affected() == 1;
-    let mut reactivated = false;
-    if !created {
-        let q = Query::update()
-            .table(membership::Entity)
-            .value(membership::Column::IsActive, true)
-            .value(membership::Column::Role, inv.role.stored())
-            .value(membership::Column::UpdatedAt, now)
-            .and_where(Expr::col(membership::Column::UserId).eq(user_id))
-            .and_where(Expr::col(membership::Column::OrganizationId).eq(inv.organization_id))
-            .and_where(Expr::col(membership::Column::IsActive).eq(false))
-            .to_owned();
-        reactivated = txn.execute(&q).await?.rows_affected() == 1;
-    }
-    let m = membership::Entity::find()
-        .filter(membership::Column::UserId.eq(user_id))
-        .filter(membership::Column::OrganizationId.eq(inv.organization_id))
-        .one(txn)
-        .await?
-        .ok_or_else(|| AppError::internal("membership missing after accepting an invitation"))?;
+    let (m, created, reactivated) = match membership::insert(txn, user_id, inv.organization_id, inv.role, now).await? {
+        Some(m) => (m, true, false),
+        None => match membership::reactivate(txn, user_id, inv.organization_id, inv.role, now).await? {
+            Some(m) => (m, false, true),
+            // Already an active member: they keep their role.
+            None => {
+                let m = membership::find(txn, user_id, inv.organization_id).await?;
+                (m.ok_or_else(|| AppError::internal("membership missing after accepting an invitation"))?, false, false)
+            }
+        },
+    };
     audit::record(
         txn,
         audit::Event::new(AuditAction::InvitationAccepted, Some(inv.organization_id), Some(user_id))
@@ -137,8 +100,6 @@ pub async fn accept(
             })),
     )
     .await?;
-    tracing::info!(target: "audit", event = "invitation.accepted", invitation_id = %inv.id, user_id = %user_id,
-        organization_id = %inv.organization_id, created, reactivated, source, "invitation accepted");
     Ok(Some(Accepted { membership: m, reactivated }))
 }
 

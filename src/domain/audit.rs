@@ -56,6 +56,11 @@ impl Event {
 /// without RETURNING: under row-level security the application role may append events it
 /// could not read back.
 pub async fn record(db: &impl ConnectionTrait, event: Event) -> Result<(), DbErr> {
+    // The log line says the same (ids, never a token or a secret), for whoever reads logs.
+    tracing::info!(target: "audit", event = event.action.as_str(),
+        organization_id = event.organization_id.map(tracing::field::display),
+        actor_id = event.actor_id.map(tracing::field::display), target_type = event.target.map(|t| t.0),
+        target_id = event.target.map(|t| tracing::field::display(t.1)), details = %event.details, "audit event");
     insert(db, event, None).await
 }
 

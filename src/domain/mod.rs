@@ -1,0 +1,9 @@
+//! The domain's writes, each with its one home: organizations (slugs), memberships (their
+//! one writer and its invariants), invitations, the audit log, and the unit of work every
+//! mutation commits through.
+
+pub mod audit;
+pub mod invitations;
+pub mod membership;
+pub mod organization;
+pub mod write;
