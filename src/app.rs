@@ -12,7 +12,7 @@ use sea_orm::DatabaseConnection;
 
 pub use crate::http::state::AppState;
 use crate::{
-    auth::{Verifier, cache::ContextCache, provision::Provisioner},
+    auth::{Verifier, cache::ContextCache, provision::Provisioner, sign_in::SignIn},
     config::{Config, SecretSource},
     db::{self, StatementCounter},
     graphql::limits::Preflight,
@@ -126,7 +126,7 @@ impl App {
             audit.clone(),
         );
         let db_role = config.database.role.as_deref().map(Arc::from);
-        let mapper = crate::auth::claims::Mapper::new(&config.auth);
+        let sign_in = SignIn::new(&config, verifier, provisioner, metrics.clone());
         let apq = ApqStore::new(config.server.apq_cache_size);
         let preflight = Preflight::new(config.limits.clone());
         let probe = crate::graphql::schema::build_probe_schema();
@@ -139,9 +139,7 @@ impl App {
                 replica,
                 db_role,
                 schema,
-                verifier,
-                mapper,
-                provisioner,
+                sign_in,
                 bus,
                 hub: Arc::default(),
                 audit,

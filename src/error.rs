@@ -29,7 +29,7 @@ pub mod code {
 #[derive(Debug, Clone)]
 pub enum AppError {
     Unauthenticated(AuthError),
-    Forbidden(Box<Decision>),
+    Forbidden(Box<Denial>),
     NotFound {
         what: &'static str,
     },
@@ -54,6 +54,13 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// A refusal: the policy's decision, and the organization's slug to name in the message.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    pub decision: Decision,
+    pub organization: Option<String>,
+}
+
 impl AppError {
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
         AppError::BadUserInput { field: field.into(), message: message.into() }
@@ -68,11 +75,16 @@ impl AppError {
     }
 
     pub fn forbidden(decision: Decision) -> Self {
-        AppError::Forbidden(Box::new(decision))
+        AppError::Forbidden(Box::new(Denial { decision, organization: None }))
+    }
+
+    /// FORBIDDEN naming the organization (by slug) the decision is about.
+    pub fn forbidden_in(decision: Decision, organization: Option<String>) -> Self {
+        AppError::Forbidden(Box::new(Denial { decision, organization }))
     }
 
     pub fn unauthenticated(reason: AuthReason) -> Self {
-        AppError::Unauthenticated(AuthError { reason })
+        AppError::Unauthenticated(AuthError::from(reason))
     }
 
     /// An unexpected failure: logged with its detail, answered generically.
@@ -85,7 +97,7 @@ impl AppError {
     /// The client-facing message. Internal errors say nothing about their cause.
     pub fn message(&self) -> String {
         match self {
-            AppError::Unauthenticated(a) => a.reason.message().to_owned(),
+            AppError::Unauthenticated(a) => a.message().to_owned(),
             AppError::Forbidden(d) => forbidden_message(d),
             AppError::NotFound { what } => format!("{what} not found"),
             AppError::BadUserInput { message, .. } | AppError::Conflict { message, .. } => message.clone(),
@@ -114,7 +126,8 @@ impl AppError {
         e.set("code", self.code());
         match self {
             AppError::Unauthenticated(a) => e.set("reason", a.reason.as_str()),
-            AppError::Forbidden(d) => {
+            AppError::Forbidden(denial) => {
+                let d = &denial.decision;
                 e.set("reason", d.reason.as_str());
                 e.set("action", d.action.as_str());
                 e.set("requiredRoles", d.required_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>());
@@ -137,15 +150,28 @@ impl AppError {
     }
 }
 
-fn forbidden_message(d: &Decision) -> String {
+fn forbidden_message(denial: &Denial) -> String {
+    let d = &denial.decision;
     let roles = d.required_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ");
     let you = d.viewer_role.map(Role::as_str).unwrap_or("not a member");
-    let why = match d.reason {
-        crate::authz::AccessReason::NotOwner => "only the course's instructor (or an ADMIN) may do this",
-        crate::authz::AccessReason::NotSelf => "private to the user themself (or an ADMIN of their organization)",
-        crate::authz::AccessReason::MembershipInactive => "your membership in this organization is inactive",
-        crate::authz::AccessReason::NotAMember => "you are not a member of this organization",
-        _ => "your role does not allow it",
+    let why = match (d.reason, &denial.organization) {
+        (crate::authz::AccessReason::NotOwner, _) => {
+            "only the course's instructor (or an ADMIN) may do this".to_owned()
+        }
+        (crate::authz::AccessReason::NotSelf, _) => {
+            "private to the user themself (or an ADMIN of their organization)".to_owned()
+        }
+        (crate::authz::AccessReason::MembershipInactive, Some(org)) => format!(
+            "your membership in `{org}` was removed; an ADMIN of `{org}` brings you back with an invitation \
+             (inviteMember), which your next request accepts"
+        ),
+        (crate::authz::AccessReason::MembershipInactive, None) => {
+            "your membership in this organization was removed; an ADMIN of it brings you back with an invitation \
+             (inviteMember)"
+                .to_owned()
+        }
+        (crate::authz::AccessReason::NotAMember, _) => "you are not a member of this organization".to_owned(),
+        _ => "your role does not allow it".to_owned(),
     };
     format!("not allowed to {}: {why} (needs {roles}; you are {you})", d.action.as_str())
 }

@@ -36,9 +36,12 @@
       tr.dataset.path = d.path;
       cell(tr, d.path);
       cell(tr, d.action);
-      cell(tr, (d.allowed ? "allowed · " : "denied · ") + d.reason +
+      // Under a refused token nothing is allowed: these are what it would get if accepted.
+      const verdict = (d.hypothetical ? "if accepted: " : "") + (d.allowed ? "allowed · " : "denied · ");
+      cell(tr, verdict + d.reason +
         (d.allowed ? "" : " (needs " + d.requiredRoles.join(", ") + "; viewer " + (d.viewerRole || "none") + ")"),
-        d.allowed ? "pass" : "fail");
+        d.hypothetical ? "skip" : d.allowed ? "pass" : "fail");
+      tr.dataset.hypothetical = d.hypothetical ? "true" : "false";
       dbody.appendChild(tr);
     }
     decisions.hidden = report.decisions.length === 0;

@@ -11,7 +11,10 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
-use super::jwks::{JwksCache, KeyLookup};
+use super::{
+    jwks::{JwksCache, KeyLookup},
+    validate::{self, Requirements},
+};
 use crate::config::AuthConfig;
 
 /// Why a token was refused (`extensions.reason`).
@@ -77,14 +80,28 @@ impl AuthReason {
 
 /// A refused token.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}", reason.message())]
+#[error("{}", self.message())]
 pub struct AuthError {
     pub reason: AuthReason,
+    /// What exactly is wrong, and how to fix it, when there is more to say than the
+    /// reason's fixed message (never anything from the token).
+    pub detail: Option<String>,
+}
+
+impl AuthError {
+    /// The message for the client.
+    pub fn message(&self) -> &str {
+        self.detail.as_deref().unwrap_or(self.reason.message())
+    }
+
+    pub fn with_detail(reason: AuthReason, detail: impl Into<String>) -> Self {
+        Self { reason, detail: Some(detail.into()) }
+    }
 }
 
 impl From<AuthReason> for AuthError {
     fn from(reason: AuthReason) -> Self {
-        Self { reason }
+        Self { reason, detail: None }
     }
 }
 
@@ -129,59 +146,34 @@ impl Verifier {
         self.jwks.as_ref()
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` and returns its claims: its header, the key it names, its
+    /// signature, then the registered claims' rules ([`super::validate`]) — the first
+    /// failure refuses it.
     pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
         let header = RawHeader::parse(token)?;
         let (alg, key) = self.key_for(&header).await?;
+        let claims = Self::signed_claims(token, alg, &key)?;
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        match validate::check(&claims, self.requirements(), now).first_failure() {
+            Some(e) => Err(e),
+            None => Ok(claims),
+        }
+    }
+
+    /// The claims of `token` when its signature verifies with `key` (no claim is judged
+    /// here: [`super::validate`] does, for the server and the doctor alike).
+    pub fn signed_claims(token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Map<String, Value>, AuthError> {
         let mut v = Validation::new(alg);
-        v.leeway = self.leeway;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        let mut required = vec!["exp", "sub"];
-        if let Some(iss) = &self.issuer {
-            v.set_issuer(&[iss]);
-            required.push("iss");
-        }
-        if self.audience.is_empty() {
-            v.validate_aud = false;
-        } else {
-            v.set_audience(&self.audience);
-            required.push("aud");
-        }
-        v.set_required_spec_claims(&required);
-
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| match e.kind() {
-            // jsonwebtoken reports a present-but-unparsable `exp` as missing; the
-            // signature has verified by now, so the payload can tell which it is.
-            ErrorKind::MissingRequiredClaim(c) if payload_has(token, c) => AuthReason::TokenMalformed.into(),
-            k => map_error(k),
-        })?;
-        let claims = data.claims;
-        // No text column can hold U+0000 on PostgreSQL (SQLite stores it): a claim carrying
-        // one is refused here, the same on both databases, instead of failing provisioning.
-        if claims.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
-            return Err(AuthReason::TokenMalformed.into());
-        }
-
-        // `sub` must be a non-empty string: it is half of the user's identity.
-        match claims.get("sub") {
-            Some(Value::String(s)) if !s.trim().is_empty() => {}
-            _ => return Err(AuthReason::MissingClaim.into()),
-        }
-        // jsonwebtoken never checks `iat`; a token issued in the future is refused.
-        if let Some(iat) = claims.get("iat") {
-            let iat = iat.as_f64().ok_or(AuthReason::TokenMalformed)?;
-            let now = jsonwebtoken::get_current_timestamp() as f64;
-            if iat > now + self.leeway as f64 {
-                return Err(AuthReason::TokenNotYetValid.into());
-            }
-        }
-        Ok(claims)
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, &v).map(|d| d.claims).map_err(|e| map_error(e.kind()))
     }
 
     /// The key `header` asks for, with the algorithm taken from that key. HS256 is only
     /// ever the shared secret, an asymmetric algorithm only a JWKS key of exactly it.
-    pub(crate) async fn key_for(&self, header: &RawHeader) -> Result<(Algorithm, Arc<DecodingKey>), AuthError> {
+    pub async fn key_for(&self, header: &RawHeader) -> Result<(Algorithm, Arc<DecodingKey>), AuthError> {
         Ok(match header.alg.as_str() {
             "HS256" => match &self.hs_key {
                 Some(k) => (Algorithm::HS256, k.clone()),
@@ -205,20 +197,9 @@ impl Verifier {
         })
     }
 
-    /// Checks only the signature of `token` with `key` (no claim is validated): for the
-    /// access doctor, which reports each claim check on its own.
-    pub(crate) fn signature_verifies(token: &str, alg: Algorithm, key: &DecodingKey) -> Result<(), AuthError> {
-        let mut v = Validation::new(alg);
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
-        jsonwebtoken::decode::<Map<String, Value>>(token, key, &v).map(|_| ()).map_err(|e| map_error(e.kind()))
-    }
-
-    /// What the verifier requires of the claims: (issuer, audiences, leeway in seconds).
-    pub fn requirements(&self) -> (Option<&str>, &[String], u64) {
-        (self.issuer.as_deref(), &self.audience, self.leeway)
+    /// What the verifier requires of the claims.
+    pub fn requirements(&self) -> Requirements<'_> {
+        Requirements { issuer: self.issuer.as_deref(), audience: &self.audience, leeway: self.leeway }
     }
 
     /// Whether an HS256 shared secret, and a JWKS, are configured.
@@ -247,35 +228,15 @@ fn map_error(kind: &ErrorKind) -> AuthError {
     reason.into()
 }
 
-/// Whether a NUL character is anywhere in `v`, keys included.
-fn has_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(has_nul),
-        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
-    }
-}
-
-/// Whether the (already signature-checked) payload carries `claim` at all.
-fn payload_has(token: &str, claim: &str) -> bool {
-    token
-        .split('.')
-        .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
-        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-        .is_some_and(|m| m.get(claim).is_some_and(|v| !v.is_null()))
-}
-
 /// The two header fields we read, parsed by hand so that `alg: none` and unknown
 /// algorithms get their own reason instead of a generic parse error.
-pub(crate) struct RawHeader {
+pub struct RawHeader {
     pub alg: String,
     pub kid: Option<String>,
 }
 
 impl RawHeader {
-    pub(crate) fn parse(token: &str) -> Result<Self, AuthError> {
+    pub fn parse(token: &str) -> Result<Self, AuthError> {
         let mut parts = token.split('.');
         let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(AuthReason::TokenMalformed.into());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::authz::{Role, Subject, policy::Standing};
+use crate::authz::{Resource, Role, Subject, policy::Standing};
 
 /// The viewer's user row (what the API may show of it).
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +60,10 @@ pub struct Viewer {
     /// Every membership, active or not (an inactive one explains MEMBERSHIP_INACTIVE).
     pub memberships: Vec<MembershipRecord>,
     pub active_organization: Option<Uuid>,
+    /// No active organization because the token names this one, where the viewer's
+    /// membership was removed: what falls back on the active organization is refused
+    /// (MEMBERSHIP_INACTIVE) instead of answering for none.
+    pub removed_from: Option<Uuid>,
     pub platform_admin: bool,
     /// The token's email, if it has one.
     pub email: Option<EmailClaim>,
@@ -77,6 +81,21 @@ impl Viewer {
     /// The role in the active organization (ADMIN for a platform admin).
     pub fn active_role(&self) -> Option<Role> {
         self.active_organization.and_then(|o| self.effective_role(o))
+    }
+
+    /// The organization an operation without one acts in: the active organization, none,
+    /// or — when the token names an organization the viewer was removed from — the
+    /// decision refusing it (MEMBERSHIP_INACTIVE, naming it).
+    pub fn fallback_organization(&self) -> Result<Option<Uuid>, crate::authz::Decision> {
+        match (self.active_organization, self.removed_from) {
+            (Some(o), _) => Ok(Some(o)),
+            (None, Some(o)) => Err(crate::authz::policy::check(
+                self,
+                crate::authz::Action::ReadOrganization,
+                &Resource::Organization { id: o },
+            )),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The token's email when it is verified: the address invitations are delivered to.

@@ -88,7 +88,8 @@ pub fn refuse(subject: &Viewer, d: Decision, at: At<'_>) -> AppError {
         organization_id = d.organization_id.map(tracing::field::display),
         viewer_role = d.viewer_role.map(|r| r.as_str()));
     note(subject, &d, at);
-    AppError::forbidden(d)
+    let org = d.organization_id.and_then(|o| subject.membership(o)).map(|m| m.organization_slug.clone());
+    AppError::forbidden_in(d, org)
 }
 
 fn note(subject: &Viewer, d: &Decision, at: At<'_>) {

@@ -50,9 +50,29 @@ fn field_types() -> &'static HashMap<(String, String), String> {
     })
 }
 
-/// Parses `--query`; an unreadable document is a usage error.
-pub fn parse(q: &str) -> Result<ExecutableDocument, UsageError> {
-    async_graphql::parser::parse_query(q).map_err(|e| UsageError { field: "query", message: e.to_string() })
+/// `--query` parsed and validated against the schema, as the server validates it before
+/// running anything; a document that does not is a usage error carrying the server's words.
+pub async fn validated(q: &str, variables: Option<&Map<String, Value>>) -> Result<ExecutableDocument, UsageError> {
+    static PROBE: OnceLock<crate::graphql::AppSchema> = OnceLock::new();
+    let doc =
+        async_graphql::parser::parse_query(q).map_err(|e| UsageError { field: "query", message: e.to_string() })?;
+    let mut req = async_graphql::Request::new(q);
+    if let Some(v) = variables {
+        req = req.variables(async_graphql::Variables::from_json(Value::Object(v.clone())));
+    }
+    let probe = PROBE.get_or_init(crate::graphql::schema::build_probe_schema);
+    crate::graphql::limits::validate(probe, req).await.map_err(|errors| UsageError {
+        field: "query",
+        message: errors
+            .iter()
+            .map(|e| match e.locations.first() {
+                Some(l) => format!("{} (line {}, column {})", e.message, l.line, l.column),
+                None => e.message.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
+    Ok(doc)
 }
 
 /// A guarded field found in the document: its response path, action and resource hint.
@@ -70,6 +90,7 @@ pub async fn decisions(
     doc: &ExecutableDocument,
     variables: Option<&Map<String, Value>>,
     viewer: &Viewer,
+    hypothetical: bool,
 ) -> Vec<DecisionReport> {
     let ops: Vec<_> = match &doc.operations {
         DocumentOperations::Single(op) => vec![op],
@@ -96,6 +117,7 @@ pub async fn decisions(
             path: f.path,
             action: d.action.as_str(),
             allowed: d.allowed,
+            hypothetical,
             reason: d.reason.as_str(),
             required_roles: d.required_roles.to_vec(),
             viewer_role: d.viewer_role,

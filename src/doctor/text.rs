@@ -79,13 +79,20 @@ pub fn render(r: &Report) -> String {
         );
     }
     if !r.decisions.is_empty() {
-        let _ = writeln!(s, "\ndecisions");
+        let hypothetical = r.decisions.iter().any(|d| d.hypothetical);
+        let _ = writeln!(s, "\ndecisions{}", if hypothetical { " (if the token were accepted)" } else { "" });
         for d in &r.decisions {
             let roles: Vec<&str> = d.required_roles.iter().map(|r| r.as_str()).collect();
+            let mark = match (d.hypothetical, d.allowed) {
+                (false, true) => "ok  ",
+                (false, false) => "DENY",
+                (true, true) => "if accepted: ok  ",
+                (true, false) => "if accepted: DENY",
+            };
             let _ = writeln!(
                 s,
                 "  {} {:<28} {} {} (needs {}; viewer {}; policy {})",
-                if d.allowed { "ok  " } else { "DENY" },
+                mark,
                 d.path,
                 d.action,
                 d.reason,

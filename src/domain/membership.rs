@@ -94,27 +94,42 @@ pub async fn reactivate(
     returning(db, &q).await
 }
 
-/// Gives membership `id` the role `role`. With `only_active_differing`, only an active
-/// membership whose role differs changes (a token's role never touches a removed member);
-/// `None` when nothing changed.
+/// Gives membership `id` the role `role`.
 pub async fn set_role(
     db: &impl ConnectionTrait,
     id: Uuid,
     role: MembershipRole,
     now: DateTime<Utc>,
-    only_active_differing: bool,
-) -> Result<Option<membership::Model>, DbErr> {
-    let mut q = Query::update();
-    q.table(membership::Entity)
+) -> Result<membership::Model, DbErr> {
+    let q = Query::update()
+        .table(membership::Entity)
         .value(membership::Column::Role, role.stored())
         .value(membership::Column::UpdatedAt, now)
-        .and_where(Expr::col(membership::Column::Id).eq(id));
-    if only_active_differing {
-        q.and_where(Expr::col(membership::Column::IsActive).eq(true))
-            .and_where(Expr::col(membership::Column::Role).ne(role.stored()));
-    }
-    q.returning(Query::returning().columns(COLUMNS));
-    returning(db, &q).await
+        .and_where(Expr::col(membership::Column::Id).eq(id))
+        .returning(Query::returning().columns(COLUMNS))
+        .to_owned();
+    returning(db, &q).await?.ok_or(DbErr::RecordNotFound(format!("membership {id}")))
+}
+
+/// COURSEGRAPH_ROLE_SOURCE=token: `user`'s role in `org` becomes the token's — only an
+/// active membership's, only when it differs. Returns whether it changed.
+pub async fn follow_token_role(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    org: Uuid,
+    role: MembershipRole,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let q = Query::update()
+        .table(membership::Entity)
+        .value(membership::Column::Role, role.stored())
+        .value(membership::Column::UpdatedAt, now)
+        .and_where(Expr::col(membership::Column::UserId).eq(user))
+        .and_where(Expr::col(membership::Column::OrganizationId).eq(org))
+        .and_where(Expr::col(membership::Column::IsActive).eq(true))
+        .and_where(Expr::col(membership::Column::Role).ne(role.stored()))
+        .to_owned();
+    Ok(db.execute(&q).await?.rows_affected() == 1)
 }
 
 /// Removes a member: the membership is deactivated, nothing is deleted.

@@ -7,7 +7,7 @@ use async_graphql::{Context, ErrorExtensions as _};
 use super::loaders::Loaders;
 use crate::{
     auth::{
-        AuthReason, Viewer,
+        AuthError, Viewer,
         cache::{Change, ContextCache},
     },
     authz::{
@@ -45,6 +45,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// Empty for an anonymous request (only introspection and `__typename` work then).
     pub viewer: ViewerCell,
+    /// What an anonymous request hears when an operation needs a viewer.
+    pub unauthenticated: AuthError,
     pub db: RequestDb,
     /// Shared with the operation's subscription streams, which start each event afresh.
     pub loaders: Arc<Loaders>,
@@ -63,6 +65,7 @@ impl RequestContext {
     pub fn new(
         request_id: String,
         viewer: ViewerCell,
+        unauthenticated: AuthError,
         db: RequestDb,
         cache: Arc<ContextCache>,
         bus: Arc<Bus>,
@@ -72,6 +75,7 @@ impl RequestContext {
         Self {
             request_id,
             viewer,
+            unauthenticated,
             db,
             loaders,
             cache,
@@ -123,9 +127,11 @@ impl RequestContext {
 pub trait ContextExt {
     fn request(&self) -> AppResult<&RequestContext>;
 
-    /// The signed-in viewer; UNAUTHENTICATED (TOKEN_MISSING) for an anonymous request.
+    /// The signed-in viewer; UNAUTHENTICATED (TOKEN_MISSING, saying why) for an anonymous
+    /// request.
     fn viewer(&self) -> AppResult<Arc<Viewer>> {
-        self.request()?.viewer.get().ok_or(AppError::unauthenticated(AuthReason::TokenMissing))
+        let r = self.request()?;
+        r.viewer.get().ok_or_else(|| AppError::Unauthenticated(r.unauthenticated.clone()))
     }
 
     fn db(&self) -> AppResult<&RequestDb> {
@@ -151,6 +157,12 @@ pub trait ContextExt {
 
     /// The FORBIDDEN error for `d`, a refusal decided by a rule besides an action's own.
     fn refuse(&self, d: Decision) -> AppError;
+
+    /// The organization an operation without one acts in (see `Viewer::fallback_organization`):
+    /// FORBIDDEN (MEMBERSHIP_INACTIVE) when the token names one the viewer was removed from.
+    fn fallback_organization(&self) -> AppResult<Option<uuid::Uuid>> {
+        self.viewer()?.fallback_organization().map_err(|d| self.refuse(d))
+    }
 
     /// Resolves a nullable field: an error becomes `null` plus the error at this field's
     /// own path, so siblings and the parent survive (async-graphql would otherwise drop

@@ -214,6 +214,13 @@ impl Extension for ComplexityProbe {
     }
 }
 
+/// Whether `req`'s document validates against the schema (run on the probe schema, which
+/// stops after validation): the validation errors as the server would answer them.
+pub async fn validate(probe: &crate::graphql::AppSchema, req: Request) -> Result<(), Vec<ServerError>> {
+    let resp = probe.execute(req).await;
+    if resp.errors.iter().any(|e| e.message.starts_with(PROBE_PREFIX)) { Ok(()) } else { Err(resp.errors) }
+}
+
 /// The complexity of `req`'s document, measured on the probe schema.
 pub async fn measure_complexity(probe: &crate::graphql::AppSchema, req: Request) -> Option<usize> {
     let resp = probe.execute(req).await;

@@ -44,7 +44,7 @@ pub async fn target_organization(
 ) -> AppResult<Arc<organization::Model>> {
     let id = match organization_id {
         Some(id) => parse_id(field, id)?,
-        None => ctx.viewer()?.active_organization.ok_or_else(|| {
+        None => ctx.fallback_organization()?.ok_or_else(|| {
             AppError::bad_input(field, format!("no active organization: pass `{field}` or send X-Organization-Id"))
         })?,
     };
@@ -144,7 +144,9 @@ pub async fn explain(ctx: &Context<'_>, action: Action, resource_id: Option<Uuid
             }
             Resource::User { id, organization_ids }
         }
-        (target, None) => match viewer.active_organization {
+        // The organization the viewer acts in — or, when the token names one they were
+        // removed from, that one: its decision says MEMBERSHIP_INACTIVE, as the operation does.
+        (target, None) => match viewer.active_organization.or(viewer.removed_from) {
             Some(org) if target == policy::Target::Course => policy::generic_course(org, action),
             Some(org) => Resource::Organization { id: org },
             // No organization to act in.
@@ -190,8 +192,8 @@ pub async fn who_can(
             ));
         }
         policy::Target::User => {
-            let org = viewer
-                .active_organization
+            let org = ctx
+                .fallback_organization()?
                 .ok_or_else(|| AppError::bad_input("resourceId", "no active organization: send X-Organization-Id"))?;
             organization(ctx, org, Action::ManageMembers).await?;
             let member = membership::Entity::find()

@@ -34,7 +34,7 @@ impl Query {
         let r = async {
             let org = match &id {
                 Some(id) => parse_id("id", id)?,
-                None => match ctx.viewer()?.active_organization {
+                None => match ctx.fallback_organization()? {
                     Some(o) => o,
                     None => return Ok(None),
                 },
@@ -82,10 +82,9 @@ impl Query {
         after: Option<String>,
         filter: Option<CourseFilter>,
     ) -> AppResult<CourseConnection> {
-        let viewer = ctx.viewer()?;
         let org = match &organization_id {
             Some(id) => Some(lookup::organization(ctx, parse_id("organizationId", id)?, Action::ReadCourse).await?.id),
-            None => viewer.active_organization,
+            None => ctx.fallback_organization()?,
         };
         let orgs = match org {
             Some(o) => Condition::all().add(course::Column::OrganizationId.eq(o)),

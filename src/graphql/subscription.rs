@@ -76,7 +76,7 @@ impl Subscription {
         let viewer = ctx.viewer()?;
         let org = match &organization_id {
             Some(id) => parse_id("organizationId", id)?,
-            None => viewer.active_organization.ok_or_else(|| {
+            None => ctx.fallback_organization()?.ok_or_else(|| {
                 AppError::bad_input(
                     "organizationId",
                     "no active organization: pass `organizationId` or send X-Organization-Id",

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 
 use super::types::scalars;
 use crate::{
-    auth::provision::is_valid_slug,
+    domain::organization::is_valid_slug,
     error::{AppError, AppResult},
 };
 

@@ -68,7 +68,7 @@ pub async fn report(Data(state): Data<&Arc<AppState>>, headers: &HeaderMap, body
         query: req.query,
         variables: req.variables,
     };
-    let doctor = Doctor { verifier: &state.verifier, config: &state.config, conn: Some(&state.conn) };
+    let doctor = Doctor { verifier: &state.sign_in.verifier, config: &state.config, conn: Some(&state.conn) };
     match doctor.run(&input).await {
         Ok(r) => Response::builder()
             .content_type("application/json")

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_graphql::{ErrorExtensionValues, Request as GqlRequest, Response, ServerError, parser::types::OperationType};
 
 use crate::{
-    auth::Viewer,
+    auth::{AuthError, AuthReason, Viewer},
     authz::guard::Noted,
     db::RequestDb,
     error::{AppError, code},
@@ -59,20 +59,36 @@ async fn read_replica_for(state: &AppState, viewer: Option<&Viewer>) -> Option<A
     }
 }
 
+/// Who runs an operation: the viewer, or what an anonymous request hears when an
+/// operation needs one (TOKEN_MISSING, saying why).
+#[derive(Clone)]
+pub struct Caller {
+    pub viewer: Option<Arc<Viewer>>,
+    pub unauthenticated: AuthError,
+}
+
+impl Caller {
+    pub fn signed(viewer: Arc<Viewer>) -> Self {
+        Self { viewer: Some(viewer), unauthenticated: AuthReason::TokenMissing.into() }
+    }
+}
+
 /// A fresh context (loaders, database handle) around `viewer`.
 pub fn context(state: &AppState, request_id: &str, viewer: ViewerCell, db: RequestDb) -> RequestContext {
     RequestContext::new(
         request_id.to_owned(),
         viewer,
+        AuthReason::TokenMissing.into(),
         db,
-        state.provisioner.cache().clone(),
+        state.sign_in.provisioner.cache().clone(),
         state.bus.clone(),
         state.config.limits.max_page_size,
     )
 }
 
 /// Runs a query or mutation to its response.
-pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Viewer>>, mut r: GqlRequest) -> Response {
+pub async fn operation(state: &AppState, request_id: &str, caller: Caller, mut r: GqlRequest) -> Response {
+    let Caller { viewer, unauthenticated } = caller;
     let op_type = match state.preflight.check(&mut r) {
         Ok(t) => t,
         Err(e) => return Response::from_errors(vec![e]),
@@ -84,7 +100,8 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
         db = db.reading_from(replica);
     }
     let on_replica = db.on_replica();
-    let ctx = context(state, request_id, ViewerCell::new(viewer.clone()), db.clone());
+    let mut ctx = context(state, request_id, ViewerCell::new(viewer.clone()), db.clone());
+    ctx.unauthenticated = unauthenticated;
     let decisions = ctx.decisions.clone();
     if op_type == Some(OperationType::Subscription) {
         return Response::from_errors(vec![app_error(AppError::bad_input(
@@ -99,7 +116,7 @@ pub async fn operation(state: &AppState, request_id: &str, viewer: Option<Arc<Vi
     // The request's transaction (row-level security): if it cannot commit, nothing
     // this operation wrote is there, so its answer must not claim otherwise.
     match db.finish().await {
-        Ok(committed) => committed.into_iter().for_each(|c| state.provisioner.cache().invalidate(c)),
+        Ok(committed) => committed.into_iter().for_each(|c| state.sign_in.provisioner.cache().invalidate(c)),
         Err(e) => return Response::from_errors(vec![app_error(AppError::from(e))]),
     }
     if on_replica && !db.on_replica() && !db.wrote() {

@@ -18,7 +18,7 @@ use poem::{
 use tracing::Instrument as _;
 
 use crate::{
-    auth::{AuthReason, Viewer},
+    auth::{AuthError, AuthReason},
     error::{AppError, code},
 };
 
@@ -96,11 +96,11 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     }
 
     // 2. Who is asking.
-    let viewer = match authenticate(req, state, media, request_id).await {
-        Ok(v) => v,
+    let caller = match authenticate(req, state, media, request_id).await {
+        Ok(c) => c,
         Err(resp) => return resp,
     };
-    if let Some(v) = &viewer {
+    if let Some(v) = &caller.viewer {
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(v.user.id));
         if let Some(o) = v.active_organization {
@@ -116,7 +116,7 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     };
     let joined = names.iter().map(|n| n.as_deref().unwrap_or("anonymous")).collect::<Vec<_>>().join(",");
     tracing::Span::current().record("operation", joined.as_str());
-    let run_one = |r: GqlRequest| super::exec::operation(state, request_id, viewer.clone(), r);
+    let run_one = |r: GqlRequest| super::exec::operation(state, request_id, caller.clone(), r);
     let exec = async {
         match batch {
             BatchRequest::Single(r) => BatchResponse::Single(run_one(r).await),
@@ -150,7 +150,7 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
         flags.merge(super::exec::settle_errors(request_id, r));
     }
     let super::exec::ErrorFlags { unauthenticated, request_error, unavailable } = flags;
-    let status = if unauthenticated && viewer.is_none() {
+    let status = if unauthenticated && caller.viewer.is_none() {
         StatusCode::UNAUTHORIZED
     } else if unavailable {
         StatusCode::SERVICE_UNAVAILABLE
@@ -309,24 +309,22 @@ fn is_mutation(r: &GqlRequest) -> bool {
     ty == Some(OperationType::Mutation)
 }
 
-/// Verifies the bearer token (if any) and provisions the viewer.
-async fn authenticate(
-    req: &Request,
-    state: &Arc<AppState>,
-    media: &str,
-    request_id: &str,
-) -> Result<Option<Arc<Viewer>>, Response> {
-    let limits = &state.config.limits;
-    let Some(h) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
-    if h.len() > limits.max_auth_header_bytes {
+/// Verifies the bearer token (if any) and provisions the viewer: who is calling.
+async fn authenticate(req: &Request, state: &Arc<AppState>, media: &str, request_id: &str) -> Result<Caller, Response> {
+    let sign_in = &state.sign_in;
+    let Some(h) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(Caller { viewer: None, unauthenticated: sign_in.missing(false) });
+    };
+    if h.len() > state.config.limits.max_auth_header_bytes {
         // Refused before any parsing: an oversized header is never looked at.
-        refused(state, AuthReason::TokenMalformed);
-        return Err(unauthenticated(media, AuthReason::TokenMalformed, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        let e = sign_in.refused(AuthReason::TokenMalformed.into());
+        return Err(unauthenticated(media, e, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
     }
     let active_header = req.headers().get("x-organization-id").and_then(|v| v.to_str().ok());
-    match sign_in(state, h.to_str().unwrap_or(""), active_header).await {
-        Ok(s) => Ok(Some(s.viewer)),
-        Err(AppError::Unauthenticated(e)) => Err(unauthenticated(media, e.reason, StatusCode::UNAUTHORIZED)),
+    match sign_in.sign_in(h.to_str().unwrap_or(""), active_header).await {
+        Ok(Some(s)) => Ok(Caller::signed(s.viewer)),
+        Ok(None) => Ok(Caller { viewer: None, unauthenticated: sign_in.missing(true) }),
+        Err(AppError::Unauthenticated(e)) => Err(unauthenticated(media, e, StatusCode::UNAUTHORIZED)),
         Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
             // The database is down or the pool exhausted: fail fast, and say which request.
             let mut err = app_error(e);
@@ -339,43 +337,9 @@ async fn authenticate(
     }
 }
 
-/// A signed-in viewer and when their token stops being accepted.
-pub struct SignedIn {
-    pub viewer: Arc<Viewer>,
-    /// The token's `exp` plus the allowed leeway, in seconds since the epoch.
-    pub valid_until: Option<u64>,
-}
-
-/// `Authorization` value (`Bearer <jwt>`) → a verified token → the provisioned viewer,
-/// with `active_header` (X-Organization-Id) choosing the active organization. Shared by
-/// HTTP and WebSocket; a refused token is UNAUTHENTICATED with its reason (counted and
-/// logged here, once).
-pub async fn sign_in(state: &AppState, authorization: &str, active_header: Option<&str>) -> Result<SignedIn, AppError> {
-    let token = authorization
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty());
-    let verified = match token {
-        None => Err(AuthReason::TokenMalformed),
-        Some(t) => state.verifier.verify(t).await.map_err(|e| e.reason),
-    };
-    let claims = verified.inspect_err(|r| refused(state, *r)).map_err(AppError::unauthenticated)?;
-    let auth = &state.config.auth;
-    let identity = state.mapper.identity(&claims);
-    let viewer = state.provisioner.viewer(&identity, active_header).await?;
-    let valid_until = claims.get("exp").and_then(|e| e.as_f64()).map(|e| e.max(0.0) as u64 + auth.leeway_secs);
-    Ok(SignedIn { viewer: Arc::new(viewer), valid_until })
-}
-
-/// Counts and logs a refused token.
-pub fn refused(state: &AppState, reason: AuthReason) {
-    state.metrics.unauthenticated(reason.as_str());
-    tracing::info!(target: "audit", event = "auth.refused", reason = reason.as_str(), "token refused");
-}
-
-fn unauthenticated(media: &str, reason: AuthReason, status: StatusCode) -> Response {
-    let mut resp = error_response(status, media, vec![app_error(AppError::unauthenticated(reason))]);
+fn unauthenticated(media: &str, e: AuthError, status: StatusCode) -> Response {
+    let reason = e.reason;
+    let mut resp = error_response(status, media, vec![app_error(AppError::Unauthenticated(e))]);
     let challenge = if reason == AuthReason::TokenMissing {
         "Bearer".to_owned()
     } else {
@@ -387,7 +351,7 @@ fn unauthenticated(media: &str, reason: AuthReason, status: StatusCode) -> Respo
     resp
 }
 
-use super::exec::app_error;
+use super::exec::{Caller, app_error};
 
 fn with_code(mut e: ServerError, c: &str) -> ServerError {
     let mut ext = ErrorExtensionValues::default();

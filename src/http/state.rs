@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{Verifier, provision::Provisioner},
+    auth::sign_in::SignIn,
     config::Config,
     db::{self, StatementCounter},
     graphql::{AppSchema, limits::Preflight},
@@ -26,10 +26,8 @@ pub struct AppState {
     /// The role requests run as under PostgreSQL row-level security, if enforced.
     pub db_role: Option<Arc<str>>,
     pub schema: AppSchema,
-    pub verifier: Verifier,
-    /// Verified claims → identity, as configured.
-    pub mapper: crate::auth::claims::Mapper,
-    pub provisioner: Provisioner,
+    /// Bearer → verified claims → identity → viewer (the verifier and provisioner inside).
+    pub sign_in: SignIn,
     /// Live events for this process's subscribers.
     pub bus: Arc<crate::live::Bus>,
     /// This process's multiplexed subscriptions.
@@ -59,7 +57,7 @@ impl AppState {
         }
         let (groups, listening) = self.hub.counts();
         self.metrics.set_live(groups, listening);
-        if let Some(j) = self.verifier.jwks() {
+        if let Some(j) = self.sign_in.verifier.jwks() {
             let (f, e) = j.fetch_counts();
             self.metrics.set_jwks(f, e);
         }

@@ -123,6 +123,7 @@ fn walk(
 pub struct ViewerClass {
     platform_admin: bool,
     active_organization: Option<Uuid>,
+    removed_from: Option<Uuid>,
     /// (organization, role, active), sorted.
     memberships: Vec<(Uuid, Role, bool)>,
     user: Option<Uuid>,
@@ -137,6 +138,7 @@ impl ViewerClass {
         Self {
             platform_admin: v.platform_admin,
             active_organization: v.active_organization,
+            removed_from: v.removed_from,
             memberships,
             user: (!role_determined || teaches).then_some(v.user.id),
         }

@@ -101,7 +101,7 @@ async fn every_refusal_has_its_reason_and_creates_nothing() {
     let cases: Vec<(&str, Option<String>, u16, &str)> = vec![
         ("no header", None, 401, "TOKEN_MISSING"),
         ("basic scheme", Some("Basic YWxpY2U6c2VjcmV0".into()), 401, "TOKEN_MALFORMED"),
-        ("bearer without token", Some("Bearer ".into()), 401, "TOKEN_MALFORMED"),
+        ("bearer without token", Some("Bearer ".into()), 401, "TOKEN_MISSING"),
         ("garbage", bearer("not-a-jwt".into()), 401, "TOKEN_MALFORMED"),
         ("three garbage parts", bearer("a.b.c".into()), 401, "TOKEN_MALFORMED"),
         ("non-json header", bearer(format!("{}.{}.x", keys::b64(b"alg"), keys::b64(b"{}"))), 401, "TOKEN_MALFORMED"),
@@ -544,4 +544,55 @@ async fn the_same_sub_from_two_issuers_is_two_users() {
     let b = app.data(&mk("https://idp-b.example/"), ME, json!({})).await;
     assert_ne!(a["me"]["user"]["id"], b["me"]["user"]["id"]);
     assert_eq!(app.count("users", "external_id = 'same-sub'").await, 2);
+}
+
+/// The first error most people see says what is actually wrong, and in development how to
+/// get a token this server accepts.
+#[tokio::test]
+async fn an_empty_or_scheme_less_token_says_what_is_wrong_and_how_to_mint_one() {
+    let app = TestApp::spawn().await;
+    let post = |authorization: String, query: &'static str| {
+        let req = app.client.post(app.url("/graphql")).header("authorization", authorization);
+        async move {
+            let r = req.json(&json!({ "query": query })).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // GraphiQL's pre-filled `Bearer `: no token, as without the header — the schema loads…
+    let (status, body) = post("Bearer ".into(), "{ __schema { queryType { name } } }").await;
+    assert_eq!((status, body["data"]["__schema"]["queryType"]["name"].clone()), (200, json!("Query")), "{body}");
+    // …and what needs a viewer says the token is empty, and how to mint one.
+    let (status, body) = post("Bearer ".into(), "{ me { user { id } } }").await;
+    assert_eq!(status, 401, "{body}");
+    let e = only_error(&body);
+    assert_eq!(e["extensions"]["reason"], "TOKEN_MISSING");
+    let m = e["message"].as_str().unwrap();
+    assert!(m.contains("bearer token is empty") && m.contains("cargo run -- token"), "{m}");
+    // A token without the scheme: said so.
+    let token = app.token("ana", Some("acme"), None);
+    let (status, body) = post(token.clone(), "{ me { user { id } } }").await;
+    assert_eq!(status, 401);
+    let e = only_error(&body);
+    assert_eq!(e["extensions"]["reason"], "TOKEN_MALFORMED");
+    let m = e["message"].as_str().unwrap();
+    assert!(m.contains("without the `Bearer` scheme") && m.contains("cargo run -- token"), "{m}");
+    // No header at all.
+    let r =
+        app.client.post(app.url("/graphql")).json(&json!({ "query": "{ me { user { id } } }" })).send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(only_error(&body)["message"].as_str().unwrap().contains("cargo run -- token"), "{body}");
+
+    // In production the messages stay the fixed ones: no hint about minting.
+    let prod = TestApp::spawn_with(|c| c.environment = coursegraph::config::Environment::Production).await;
+    let r = prod
+        .client
+        .post(prod.url("/graphql"))
+        .header("authorization", "Bearer ")
+        .json(&json!({ "query": "{ me { user { id } } }" }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let m = only_error(&body)["message"].as_str().unwrap().to_owned();
+    assert!(m.contains("bearer token is empty") && !m.contains("cargo run"), "{m}");
 }

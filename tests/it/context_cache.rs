@@ -109,11 +109,16 @@ async fn role_changes_and_removals_reach_another_replica_at_once() {
     // … and B knows within moments, although its cached entry had ten minutes left.
     let within = Duration::from_secs(3);
     eventually(within, || async { me(&client, &ub, &ivy).await["activeRole"] == "VIEWER" }).await;
-    // Removed through A: B stops serving the organization.
+    // Removed through A: B stops serving the organization, and says why.
     let remove = "mutation($m: ID!) { removeMember(membershipId: $m) { isActive } }";
     let r = post(&client, &ua, &admin, remove, json!({ "m": ivy_m })).await;
     assert_eq!(r["data"]["removeMember"]["isActive"], false, "{r}");
-    eventually(within, || async { me(&client, &ub, &ivy).await["activeOrganization"].is_null() }).await;
+    eventually(within, || async {
+        let body = post(&client, &ub, &ivy, ME, json!({})).await;
+        body["data"]["me"]["activeOrganization"].is_null()
+            && body["errors"][0]["extensions"]["reason"] == "MEMBERSHIP_INACTIVE"
+    })
+    .await;
 }
 
 #[tokio::test]

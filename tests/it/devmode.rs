@@ -232,3 +232,52 @@ fn a_taken_address_is_reported_once() {
     assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
     assert!(err.contains("COURSEGRAPH_LISTEN"), "{err}");
 }
+
+/// A stale development secret below the checkout's top (left by an older `coursegraph
+/// token` run there) signs tokens the server refuses: the refusal names the file the
+/// server reads, and the doctor names the one the token was signed with.
+#[tokio::test]
+async fn a_token_signed_with_another_dev_secret_is_explained() {
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path().join("checkout");
+    let tests = root.join("tests");
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(tests.join(".coursegraph")).unwrap();
+    std::fs::write(tests.join(".coursegraph/dev-secret"), "a-stale-development-secret-0123456789abcdef").unwrap();
+    let server = ServerProcess::start(&root, &[]);
+    let served = root.join(".coursegraph/dev-secret");
+    assert!(served.exists());
+    // Minted from tests/: the nearer, stale secret signs it.
+    let out = clean_command(&tests).args(["token", "--sub", "ana", "--org", "acme"]).output().unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let r = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({ "query": "{ me { activeRole } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let e = &body["errors"][0];
+    assert_eq!(e["extensions"]["reason"], "BAD_SIGNATURE", "{body}");
+    assert!(e["message"].as_str().unwrap().contains(&served.display().to_string()), "{body}");
+    // The doctor, started at the top, says which file signed it.
+    let out = clean_command(&root).args(["doctor", "--token", &token, "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sig = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "signature").unwrap().clone();
+    assert_eq!(sig["reason"], "BAD_SIGNATURE", "{report}");
+    let hint = sig["hint"].as_str().unwrap();
+    assert!(hint.contains(&served.display().to_string()), "{hint}");
+    assert!(hint.contains(&tests.join(".coursegraph/dev-secret").display().to_string()), "{hint}");
+    assert!(!hint.contains("COURSEGRAPH_JWT_SECRET"), "{hint}");
+    // Under the refused token, decisions are what it would get if accepted.
+    let out = clean_command(&root)
+        .args(["doctor", "--token", &token, "--format", "json", "--query", "{ me { user { email } } }"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &report["decisions"][0];
+    assert_eq!((d["hypothetical"].clone(), report["ok"].clone()), (json!(true), json!(false)), "{report}");
+}

@@ -168,12 +168,24 @@ async fn each_database_check_failing_alone_names_the_reason_the_server_answers()
     let (app, _admin, gone, outsider, org) = acme().await;
     let before = rows(&app).await;
 
-    // membership: removed; the server answers MEMBERSHIP_INACTIVE for the organization.
+    // membership: removed; the server answers MEMBERSHIP_INACTIVE for the organization, named
+    // or (the token's, acted in without one) not.
     let r = doctor(&app, json!({ "token": gone })).await;
-    assert_eq!(failed(&r), vec![("membership".to_owned(), "MEMBERSHIP_INACTIVE".to_owned())], "{r}");
+    let inactive = ("MEMBERSHIP_INACTIVE".to_owned(), "MEMBERSHIP_INACTIVE".to_owned());
+    assert_eq!(
+        failed(&r),
+        vec![("membership".to_owned(), inactive.0.clone()), ("active_organization".to_owned(), inactive.1.clone())],
+        "{r}"
+    );
     assert!(check(&r, "membership")["hint"].as_str().unwrap().contains("inviteMember"));
+    assert!(check(&r, "active_organization")["hint"].as_str().unwrap().contains("inviteMember"));
+    assert_eq!(r["answer"]["reason"], "MEMBERSHIP_INACTIVE", "{r}");
     let q = format!("{{ organization(id: \"{org}\") {{ name }} }}");
     assert_eq!(server_says(&app, &gone, None, &q).await, ("FORBIDDEN".into(), "MEMBERSHIP_INACTIVE".into()));
+    assert_eq!(
+        server_says(&app, &gone, None, "{ organization { name } }").await,
+        ("FORBIDDEN".into(), "MEMBERSHIP_INACTIVE".into())
+    );
 
     // active_organization: the header names an organization where the membership was removed…
     let r = doctor(&app, json!({ "token": gone, "organization": "acme" })).await;
@@ -283,6 +295,16 @@ async fn field_decisions_match_what_the_server_denies() {
     assert_eq!(body["errors"][0]["extensions"]["field"], "query");
     let resp = app.client.post(app.url("/doctor")).body("not json").send().await.unwrap();
     assert_eq!(resp.status(), 400);
+    // Nor does one that does not validate: the server's validation error, not a decision.
+    let invalid = r#"mutation { createCourse(input: { title: "x" }) { id } }"#;
+    let resp =
+        app.client.post(app.url("/doctor")).json(&json!({ "token": member, "query": invalid })).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("difficultyLevel"), "{body}");
+    let (_, served, _) = app.gql(Some(&member), invalid, json!({})).await;
+    assert!(served["errors"][0]["message"].as_str().unwrap().contains("difficultyLevel"), "{served}");
 }
 
 #[tokio::test]
@@ -360,6 +382,12 @@ fn the_cli_exits_0_1_2_reads_every_token_source_writes_nothing_and_prints_no_sec
     // Usage errors are exit 2.
     assert_eq!(run(&["doctor", "--token", &token, "--format", "yaml"], None).0, 2);
     assert_eq!(run(&["doctor", "--token", &token, "--query", "{"], None).0, 2);
+    let (code, _, err) = run(
+        &["doctor", "--token", &token, "--query", r#"mutation { createCourse(input: { title: "x" }) { id } }"#],
+        None,
+    );
+    assert_eq!(code, 2, "a document that does not validate is a usage error");
+    assert!(err.contains("difficultyLevel"), "{err}");
     assert_eq!(run(&["doctor", "--token-file", "/nonexistent/token"], None).0, 2);
 
     for (_, out, err) in

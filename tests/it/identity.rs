@@ -67,13 +67,22 @@ async fn a_removed_member_stays_removed() {
         app.data(&bob, ME, json!({})).await;
         deactivate(&app, "bob").await;
 
-        // Bob's token still names acme, and even claims a higher role: nothing comes back.
+        // Bob's token still names acme, and even claims a higher role: nothing comes back, and
+        // the fields that would answer for acme say why.
         let promoted = app.token("bob", Some("acme"), Some("admin"));
         for t in [&bob, &promoted] {
-            let d = app.data(t, ME, json!({})).await;
+            let (_, body, _) = app.gql(Some(t), ME, json!({})).await;
+            let d = &body["data"];
             assert_eq!(d["me"]["activeOrganization"], Value::Null, "{source:?}");
             assert_eq!(d["me"]["activeRole"], Value::Null, "{source:?}");
             assert_eq!(d["me"]["memberships"], json!([]), "{source:?}");
+            let errors = body["errors"].as_array().unwrap();
+            assert_eq!(errors.len(), 2, "{body}");
+            for (e, field) in errors.iter().zip(["activeOrganization", "activeRole"]) {
+                assert_eq!(e["path"], json!(["me", field]), "{body}");
+                assert_eq!(e["extensions"]["reason"], "MEMBERSHIP_INACTIVE", "{body}");
+                assert!(e["message"].as_str().unwrap().contains("`acme`"), "{body}");
+            }
         }
         assert_eq!(app.count("memberships", "is_active = false").await, 1, "{source:?}: not re-activated");
         assert_eq!(app.count("memberships", "role = 'member' AND is_active = false").await, 1, "{source:?}");
@@ -203,4 +212,70 @@ async fn platform_admins_are_recognised_and_may_pick_any_organization() {
     let plain = TestApp::spawn().await;
     let d = plain.data(&plain.token("root", None, Some("SuperAdmin")), ME, json!({})).await;
     assert_eq!(d["me"]["isPlatformAdmin"], false);
+}
+
+/// A removed member whose token still names the organization hears why wherever a request
+/// falls back on it — never silence, and never a quiet switch to another organization —
+/// while lookups by id stay NOT_FOUND, so a former member cannot probe which ids exist.
+#[tokio::test]
+async fn a_removed_member_hears_why_wherever_the_token_s_organization_is_used() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("ada", Some("acme"), Some("admin"));
+    let mia = app.token("mia", Some("acme"), Some("member"));
+    let org =
+        app.data(&admin, "{ me { activeOrganization { id } } }", json!({})).await["me"]["activeOrganization"]["id"]
+            .clone();
+    let course = app
+        .data(
+            &admin,
+            "mutation { createCourse(input: {title: \"Open\", difficultyLevel: BEGINNER, isPublished: true}) { id } }",
+            json!({}),
+        )
+        .await["createCourse"]["id"]
+        .clone();
+    let mine = app.data(&mia, "{ me { memberships { id } } }", json!({})).await["me"]["memberships"][0]["id"].clone();
+    // Mia also belongs to globex, actively: the token's acme must not fall through to it.
+    app.data(&app.token("gil", Some("globex"), Some("admin")), "{ me { user { id } } }", json!({})).await;
+    let mia_id = app.data(&mia, "{ me { user { id } } }", json!({})).await["me"]["user"]["id"].clone();
+    let gil = app.token("gil", Some("globex"), Some("admin"));
+    app.data(&gil, "mutation($u: ID!) { addMember(input: {userId: $u, role: MEMBER}) { id } }", json!({ "u": mia_id }))
+        .await;
+    app.data(&admin, "mutation($m: ID!) { removeMember(membershipId: $m) { isActive } }", json!({ "m": mine })).await;
+
+    let refused = |body: &Value, path: Value| {
+        let e =
+            body["errors"].as_array().unwrap().iter().find(|e| e["path"] == path).unwrap_or_else(|| panic!("{body}"));
+        assert_eq!(e["extensions"]["code"], "FORBIDDEN", "{body}");
+        assert_eq!(e["extensions"]["reason"], "MEMBERSHIP_INACTIVE", "{body}");
+        assert_eq!(e["extensions"]["organizationId"], org, "{body}");
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains("`acme`") && m.contains("inviteMember"), "{m}");
+    };
+    let (_, body, _) = app.gql(Some(&mia), "{ organization { name } }", json!({})).await;
+    assert_eq!(body["data"]["organization"], Value::Null);
+    refused(&body, json!(["organization"]));
+    let (_, body, _) = app.gql(Some(&mia), "{ courses { totalCount } }", json!({})).await;
+    refused(&body, json!(["courses"]));
+    let create = "mutation { createCourse(input: {title: \"Mine\", difficultyLevel: BEGINNER}) { id } }";
+    let (_, body, _) = app.gql(Some(&mia), create, json!({})).await;
+    refused(&body, json!(["createCourse"]));
+    let (_, body, _) = app.gql(Some(&mia), "{ me { activeOrganization { id } activeRole } }", json!({})).await;
+    refused(&body, json!(["me", "activeOrganization"]));
+    refused(&body, json!(["me", "activeRole"]));
+    // explainAccess on the organization says the same.
+    let d = app
+        .data(&mia, "{ explainAccess(action: READ_ORGANIZATION) { allowed reason organizationId } }", json!({}))
+        .await;
+    assert_eq!(d["explainAccess"], json!({ "allowed": false, "reason": "MEMBERSHIP_INACTIVE", "organizationId": org }));
+    // By id: the organization explains (she knows it), a course of it is simply not there.
+    let (_, body, _) =
+        app.gql(Some(&mia), "query($o: ID) { organization(id: $o) { name } }", json!({ "o": org })).await;
+    refused(&body, json!(["organization"]));
+    let (_, body, _) = app.gql(Some(&mia), "query($c: ID!) { course(id: $c) { title } }", json!({ "c": course })).await;
+    assert_eq!(only_error(&body)["extensions"]["code"], "NOT_FOUND", "{body}");
+    // Globex, named, still works for her; nothing was written for acme.
+    let (_, body, _) =
+        app.gql_with(Some(&mia), &[("x-organization-id", "globex")], "{ organization { slug } }", json!({})).await;
+    assert_eq!(body["data"]["organization"]["slug"], "globex", "{body}");
+    assert_eq!(app.count("courses", "").await, 1);
 }

@@ -111,9 +111,10 @@ async fn an_invitation_brings_a_removed_member_back_which_a_token_never_does() {
     let me = app.data(&rex, "{ me { memberships { id } } }", json!({})).await;
     let m = me["me"]["memberships"][0]["id"].clone();
     app.data(&admin, "mutation($m: ID!) { removeMember(membershipId: $m) { isActive } }", json!({ "m": m })).await;
-    // The token alone does not bring Rex back.
-    let again = app.data(&rex, ME, json!({})).await;
-    assert_eq!(again["me"]["activeRole"], Value::Null, "{again}");
+    // The token alone does not bring Rex back, and says so.
+    let (_, again, _) = app.gql(Some(&rex), ME, json!({})).await;
+    assert_eq!(again["data"]["me"]["activeRole"], Value::Null, "{again}");
+    assert!(again["errors"].as_array().unwrap().iter().all(|e| e["extensions"]["reason"] == "MEMBERSHIP_INACTIVE"));
     // An invitation does, with the invited role.
     invite(&app, &admin, "rex@example.com", "VIEWER").await;
     let back = app.data(&rex, ME, json!({})).await;

@@ -197,7 +197,9 @@ async fn two_server_processes_provision_exactly_once() {
     let created = |p: &mut ServerProcess, ev: &str| p.logs().iter().filter(|l| l["fields"]["event"] == ev).count();
     assert_eq!(created(&mut a, "user.created") + created(&mut b, "user.created"), 41);
     assert_eq!(created(&mut a, "organization.created") + created(&mut b, "organization.created"), 1);
-    assert_eq!(created(&mut a, "membership.created") + created(&mut b, "membership.created"), 41);
+    let provisioned = "MEMBERSHIP_PROVISIONED";
+    assert_eq!(created(&mut a, provisioned) + created(&mut b, provisioned), 41);
+    assert_eq!(count("audit_events").await, 41, "one MEMBERSHIP_PROVISIONED event each");
     conn.close().await.ok();
 }
 

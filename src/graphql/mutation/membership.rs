@@ -144,9 +144,7 @@ impl MembershipMutation {
         if role != Role::Admin {
             membership::keep_an_admin(&work, &m).await?;
         }
-        let updated = membership::set_role(&work, m.id, role, Utc::now(), false)
-            .await?
-            .ok_or(AppError::not_found("membership"))?;
+        let updated = membership::set_role(&work, m.id, role, Utc::now()).await?;
         work.audit(
             Event::new(AuditAction::MemberRoleChanged, Some(m.organization_id), Some(viewer.user.id))
                 .target("membership", m.id)

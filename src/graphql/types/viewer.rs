@@ -13,6 +13,13 @@ use crate::{auth::Viewer, authz::Role, error::AppResult, graphql::context::Conte
 /// Resolved from the request's viewer cell, so it shows the viewer as they are now.
 pub struct ViewerNode(pub Arc<Viewer>);
 
+impl ViewerNode {
+    /// The active organization, or the refusal of the one the viewer was removed from.
+    fn active(&self, ctx: &Context<'_>) -> AppResult<Option<uuid::Uuid>> {
+        self.0.fallback_organization().map_err(|d| ctx.refuse(d))
+    }
+}
+
 #[Object(name = "Viewer")]
 impl ViewerNode {
     async fn user(&self) -> User {
@@ -24,13 +31,20 @@ impl ViewerNode {
         self.0.active_memberships().map(|m| Membership::from_record(self.0.user.id, m)).collect()
     }
 
-    async fn active_organization(&self, ctx: &Context<'_>) -> AppResult<Option<Organization>> {
-        let Some(id) = self.0.active_organization else { return Ok(None) };
-        Ok(ctx.loaders()?.organizations.load_one(id).await?.map(Organization))
+    /// The organization requests without one act in. Null with FORBIDDEN
+    /// (MEMBERSHIP_INACTIVE) when the token names one the viewer was removed from.
+    async fn active_organization(&self, ctx: &Context<'_>) -> Option<Organization> {
+        let r = async {
+            let Some(id) = self.active(ctx)? else { return Ok(None) };
+            Ok(ctx.loaders()?.organizations.load_one(id).await?.map(Organization))
+        };
+        ctx.or_null(r.await)
     }
 
-    async fn active_role(&self) -> Option<Role> {
-        self.0.active_role()
+    /// The viewer's role there (the same refusal as `activeOrganization` when removed).
+    async fn active_role(&self, ctx: &Context<'_>) -> Option<Role> {
+        let r = self.active(ctx).map(|_| self.0.active_role());
+        ctx.or_null(r)
     }
 
     async fn is_platform_admin(&self) -> bool {

@@ -140,18 +140,21 @@ impl Connection {
             |names: [&str; 2]| names.iter().find_map(|n| init.get(*n).and_then(Value::as_str)).map(str::to_owned);
         let auth = field(["Authorization", "authorization"]).or_else(|| self.upgrade_auth.clone());
         let org = field(["X-Organization-Id", "x-organization-id"]).or_else(|| self.upgrade_org.clone());
+        let sign_in = &self.state.sign_in;
+        let missing = || sign_in.refused(AuthReason::TokenMissing.into());
         let Some(auth) = auth else {
-            super::graphql::refused(&self.state, AuthReason::TokenMissing);
-            return close(&mut sink, 4403, AuthReason::TokenMissing.as_str()).await;
+            return close(&mut sink, 4403, missing().reason.as_str()).await;
         };
         if auth.len() > self.state.config.limits.max_auth_header_bytes {
-            super::graphql::refused(&self.state, AuthReason::TokenMalformed);
-            return close(&mut sink, 4403, AuthReason::TokenMalformed.as_str()).await;
+            let e = sign_in.refused(AuthReason::TokenMalformed.into());
+            return close(&mut sink, 4403, e.reason.as_str()).await;
         }
-        let signed = match super::graphql::sign_in(&self.state, &auth, org.as_deref()).await {
-            Ok(s) => s,
+        let signed = match sign_in.sign_in(&auth, org.as_deref()).await {
+            Ok(Some(s)) => s,
+            // `Bearer` and nothing else: no token.
+            Ok(None) => return close(&mut sink, 4403, missing().reason.as_str()).await,
             Err(AppError::Unauthenticated(e)) => return close(&mut sink, 4403, e.reason.as_str()).await,
-            Err(AppError::Forbidden(d)) => return close(&mut sink, 4403, d.reason.as_str()).await,
+            Err(AppError::Forbidden(d)) => return close(&mut sink, 4403, d.decision.reason.as_str()).await,
             Err(e) => {
                 tracing::warn!(error = e.message(), "websocket: could not sign the viewer in");
                 return close(&mut sink, 4500, "INTERNAL_SERVER_ERROR").await;
@@ -178,7 +181,7 @@ impl Connection {
     async fn run(&self, mut sink: Sink, mut source: Source, viewer: Arc<Viewer>, valid_until: Option<u64>) {
         let user = viewer.user.id;
         let cell = ViewerCell::new(Some(viewer));
-        let mut signals = self.state.provisioner.cache().signals();
+        let mut signals = self.state.sign_in.provisioner.cache().signals();
         // Room for a burst of events on every subscription a connection may hold.
         let (out_tx, mut out_rx) =
             mpsc::channel::<Out>(4 * self.state.config.server.max_subscriptions_per_connection + 16);
@@ -548,7 +551,8 @@ struct Operation {
 impl Operation {
     async fn run(self, request: GqlRequest) {
         let state = &self.state;
-        let mut resp = exec::operation(state, &self.request_id, self.viewer.clone(), request).await;
+        let caller = exec::Caller { viewer: self.viewer.clone(), unauthenticated: AuthReason::TokenMissing.into() };
+        let mut resp = exec::operation(state, &self.request_id, caller, request).await;
         let flags = exec::settle_errors(&self.request_id, &mut resp);
         let done = |text| Out::Done { id: self.id.clone(), token: self.token, text };
         if flags.request_error || (resp.data == async_graphql::Value::Null && !resp.errors.is_empty()) {
