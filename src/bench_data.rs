@@ -89,7 +89,34 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str, scale: i64) -> anyhow
     let (orgs, users) = (ORGS * scale, USERS * scale);
     let txn = db::begin_write(conn).await?;
     let epoch = at(2024, 1, 1);
+    organizations(&txn, orgs, epoch).await?;
+    load_users(&txn, issuer, users, epoch).await?;
+    let members = memberships_at(scale);
+    load_memberships(&txn, &members, epoch).await?;
+    let mut instructors_of: std::collections::HashMap<i64, Vec<Uuid>> = std::collections::HashMap::new();
+    for (j, org, role) in &members {
+        if *role == "instructor" {
+            instructors_of.entry(*org).or_default().push(seed_uuid(&format!("user:{j}")));
+        }
+    }
+    courses(&txn, orgs, instructors_of).await?;
+    txn.commit().await?;
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // What PostgreSQL's documentation asks after a bulk load: statistics for the planner,
+        // and the visibility map and free-space map set up. Without the VACUUM, on a server
+        // whose autovacuum is off or has not come round yet, the write workload (W4) fell
+        // from 1,125 to 665 req/s over its first 30 s; with it, it stays at 1,500.
+        conn.execute_unprepared("VACUUM (ANALYZE) users, organizations, memberships, courses, tracks").await?;
+    }
+    Ok(format!(
+        "{orgs} organizations, {users} users, {} memberships, {} courses, {} tracks",
+        members.len(),
+        orgs * COURSES_PER_ORG,
+        orgs * COURSES_PER_ORG * TRACKS_PER_COURSE
+    ))
+}
 
+async fn organizations(txn: &impl ConnectionTrait, orgs: i64, epoch: DateTime<Utc>) -> anyhow::Result<()> {
     let mut q = Query::insert();
     q.into_table(entity::organization::Entity).columns([
         entity::organization::Column::Id,
@@ -114,6 +141,10 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str, scale: i64) -> anyhow
     }
     txn.execute(q.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
 
+    Ok(())
+}
+
+async fn load_users(txn: &impl ConnectionTrait, issuer: &str, users: i64, epoch: DateTime<Utc>) -> anyhow::Result<()> {
     for chunk in (1..=users).collect::<Vec<_>>().chunks(250) {
         let mut q = Query::insert();
         q.into_table(entity::user::Entity).columns([
@@ -144,13 +175,14 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str, scale: i64) -> anyhow
         txn.execute(q.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
     }
 
-    let members = memberships_at(scale);
-    let mut instructors_of: std::collections::HashMap<i64, Vec<Uuid>> = std::collections::HashMap::new();
-    for (j, org, role) in &members {
-        if *role == "instructor" {
-            instructors_of.entry(*org).or_default().push(seed_uuid(&format!("user:{j}")));
-        }
-    }
+    Ok(())
+}
+
+async fn load_memberships(
+    txn: &impl ConnectionTrait,
+    members: &[(i64, i64, &'static str)],
+    epoch: DateTime<Utc>,
+) -> anyhow::Result<()> {
     for chunk in members.chunks(250) {
         let mut q = Query::insert();
         q.into_table(entity::membership::Entity).columns([
@@ -176,6 +208,15 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str, scale: i64) -> anyhow
         txn.execute(q.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
     }
 
+    Ok(())
+}
+
+/// Each organization's courses and their tracks; `instructors_of` by organization.
+async fn courses(
+    txn: &impl ConnectionTrait,
+    orgs: i64,
+    mut instructors_of: std::collections::HashMap<i64, Vec<Uuid>>,
+) -> anyhow::Result<()> {
     for o in 1..=orgs {
         // seed.sql: the (k % 4)-th instructor of the organization by user id.
         let mut instructors = instructors_of.remove(&o).unwrap_or_default();
@@ -243,20 +284,7 @@ pub async fn load(conn: &DatabaseConnection, issuer: &str, scale: i64) -> anyhow
         txn.execute(cq.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
         txn.execute(tq.on_conflict(OnConflict::new().do_nothing().to_owned())).await?;
     }
-    txn.commit().await?;
-    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // What PostgreSQL's documentation asks after a bulk load: statistics for the planner,
-        // and the visibility map and free-space map set up. Without the VACUUM, on a server
-        // whose autovacuum is off or has not come round yet, the write workload (W4) fell
-        // from 1,125 to 665 req/s over its first 30 s; with it, it stays at 1,500.
-        conn.execute_unprepared("VACUUM (ANALYZE) users, organizations, memberships, courses, tracks").await?;
-    }
-    Ok(format!(
-        "{orgs} organizations, {users} users, {} memberships, {} courses, {} tracks",
-        members.len(),
-        orgs * COURSES_PER_ORG,
-        orgs * COURSES_PER_ORG * TRACKS_PER_COURSE
-    ))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use clap::Args;
-use entity::{course, membership, organization, track, user};
+use entity::{course, organization, track, user};
 use rust_decimal::Decimal;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection,
@@ -14,6 +14,10 @@ use uuid::Uuid;
 use crate::{
     config::{Config, HumanDuration},
     db,
+    domain::{
+        membership,
+        organization::{NewOrganization, try_insert},
+    },
     token::{self, DEFAULT_ISSUER, TokenArgs},
 };
 
@@ -144,177 +148,163 @@ pub async fn seed_demo(conn: &DatabaseConnection, issuer: &str) -> anyhow::Resul
     let now = Utc::now();
     let txn = db::begin_write(conn).await?;
     for org in &ORGS {
-        let ins = Query::insert()
-            .into_table(organization::Entity)
-            .columns([
-                organization::Column::Id,
-                organization::Column::ExternalId,
-                organization::Column::Name,
-                organization::Column::Slug,
-                organization::Column::StorageBucket,
-                organization::Column::CreatedAt,
-                organization::Column::UpdatedAt,
-            ])
-            .values_panic([
-                id(&format!("org:{}", org.key)).into(),
-                org.key.into(),
-                org.name.into(),
-                org.key.into(),
-                format!("org-{}", org.key).into(),
-                now.into(),
-                now.into(),
-            ])
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .to_owned();
-        txn.execute(&ins).await?;
-        // The organization may have been provisioned from a token before: use its real id.
-        let org_id: Uuid = txn
-            .query_one(
-                &Query::select()
-                    .column(organization::Column::Id)
-                    .from(organization::Entity)
-                    .and_where(Expr::col(organization::Column::ExternalId).eq(org.key))
-                    .to_owned(),
-            )
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("organization {} is missing and its slug is taken", org.key))?
-            .try_get("", "id")?;
-
+        let org_id = demo_org(&txn, org, now).await?;
         let mut instructor = None;
         for (sub, name, role) in org.users {
-            let ins = Query::insert()
-                .into_table(user::Entity)
-                .columns([
-                    user::Column::Id,
-                    user::Column::Issuer,
-                    user::Column::ExternalId,
-                    user::Column::Email,
-                    user::Column::Name,
-                    user::Column::EmailVerified,
-                    user::Column::CreatedAt,
-                    user::Column::UpdatedAt,
-                ])
-                .values_panic([
-                    id(&format!("user:{issuer}:{sub}")).into(),
-                    issuer.into(),
-                    sub.into(),
-                    format!("{sub}@{}.example", org.key).into(),
-                    name.into(),
-                    true.into(),
-                    now.into(),
-                    now.into(),
-                ])
-                .on_conflict(OnConflict::new().do_nothing().to_owned())
-                .to_owned();
-            txn.execute(&ins).await?;
-            let user_id: Uuid = txn
-                .query_one(
-                    &Query::select()
-                        .column(user::Column::Id)
-                        .from(user::Entity)
-                        .and_where(Expr::col(user::Column::Issuer).eq(issuer))
-                        .and_where(Expr::col(user::Column::ExternalId).eq(sub))
-                        .to_owned(),
-                )
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("user {sub} missing after insert"))?
-                .try_get("", "id")?;
+            let user_id = demo_user(&txn, issuer, org, sub, name, now).await?;
             if role == "instructor" {
                 instructor = Some(user_id);
             }
-            let ins = Query::insert()
-                .into_table(membership::Entity)
-                .columns([
-                    membership::Column::Id,
-                    membership::Column::UserId,
-                    membership::Column::OrganizationId,
-                    membership::Column::Role,
-                    membership::Column::IsActive,
-                    membership::Column::JoinedAt,
-                    membership::Column::UpdatedAt,
-                ])
-                .values_panic([
-                    id(&format!("membership:{user_id}:{org_id}")).into(),
-                    user_id.into(),
-                    org_id.into(),
-                    role.into(),
-                    true.into(),
-                    now.into(),
-                    now.into(),
-                ])
-                .on_conflict(OnConflict::new().do_nothing().to_owned())
-                .to_owned();
-            txn.execute(&ins).await?;
+            let role = crate::authz::Role::parse(role).ok_or_else(|| anyhow::anyhow!("demo role {role}"))?;
+            membership::insert(&txn, user_id, org_id, role, now).await?;
         }
-
-        for (i, (title, difficulty, published, price)) in org.courses.iter().enumerate() {
-            let course_id = id(&format!("course:{}:{i}", org.key));
-            let ins = Query::insert()
-                .into_table(course::Entity)
-                .columns([
-                    course::Column::Id,
-                    course::Column::OrganizationId,
-                    course::Column::InstructorId,
-                    course::Column::Title,
-                    course::Column::Description,
-                    course::Column::Category,
-                    course::Column::DifficultyLevel,
-                    course::Column::EstimatedDuration,
-                    course::Column::DurationUnit,
-                    course::Column::Price,
-                    course::Column::IsPublished,
-                    course::Column::Metadata,
-                    course::Column::CreatedAt,
-                    course::Column::UpdatedAt,
-                ])
-                .values_panic([
-                    course_id.into(),
-                    org_id.into(),
-                    instructor.into(),
-                    (*title).into(),
-                    format!("{title}: a demo course of {}.", org.name).into(),
-                    "engineering".into(),
-                    (*difficulty).into(),
-                    (6.0 + i as f64 * 2.5).into(),
-                    "hours".into(),
-                    price.parse::<Decimal>()?.into(),
-                    (*published).into(),
-                    serde_json::json!({ "internalCode": format!("{}-{i}", org.key), "margin": 0.4 }).into(),
-                    now.into(),
-                    now.into(),
-                ])
-                .on_conflict(OnConflict::column(course::Column::Id).do_nothing().to_owned())
-                .to_owned();
-            txn.execute(&ins).await?;
-            for (p, name) in TRACKS.iter().enumerate() {
-                let ins = Query::insert()
-                    .into_table(track::Entity)
-                    .columns([
-                        track::Column::Id,
-                        track::Column::OrganizationId,
-                        track::Column::CourseId,
-                        track::Column::Name,
-                        track::Column::Description,
-                        track::Column::Position,
-                        track::Column::CreatedAt,
-                        track::Column::UpdatedAt,
-                    ])
-                    .values_panic([
-                        id(&format!("track:{course_id}:{p}")).into(),
-                        org_id.into(),
-                        course_id.into(),
-                        (*name).into(),
-                        format!("{name} of {title}").into(),
-                        (p as i32).into(),
-                        now.into(),
-                        now.into(),
-                    ])
-                    .on_conflict(OnConflict::column(track::Column::Id).do_nothing().to_owned())
-                    .to_owned();
-                txn.execute(&ins).await?;
-            }
-        }
+        demo_courses(&txn, org, org_id, instructor, now).await?;
     }
     txn.commit().await?;
+    Ok(())
+}
+
+/// A demo organization (which may have been provisioned from a token before: its real id).
+async fn demo_org(txn: &impl ConnectionTrait, org: &DemoOrg, now: chrono::DateTime<Utc>) -> anyhow::Result<Uuid> {
+    let new = NewOrganization { id: id(&format!("org:{}", org.key)), external_id: Some(org.key), name: org.name, now };
+    if let Some(created) = try_insert(txn, &new, org.key).await? {
+        return Ok(created.id);
+    }
+    Ok(txn
+        .query_one(
+            &Query::select()
+                .column(organization::Column::Id)
+                .from(organization::Entity)
+                .and_where(Expr::col(organization::Column::ExternalId).eq(org.key))
+                .to_owned(),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("organization {} is missing and its slug is taken", org.key))?
+        .try_get("", "id")?)
+}
+
+/// A demo user (or the one who signed in with that subject before).
+async fn demo_user(
+    txn: &impl ConnectionTrait,
+    issuer: &str,
+    org: &DemoOrg,
+    sub: &str,
+    name: &str,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<Uuid> {
+    let ins = Query::insert()
+        .into_table(user::Entity)
+        .columns([
+            user::Column::Id,
+            user::Column::Issuer,
+            user::Column::ExternalId,
+            user::Column::Email,
+            user::Column::Name,
+            user::Column::EmailVerified,
+            user::Column::CreatedAt,
+            user::Column::UpdatedAt,
+        ])
+        .values_panic([
+            id(&format!("user:{issuer}:{sub}")).into(),
+            issuer.into(),
+            sub.into(),
+            format!("{sub}@{}.example", org.key).into(),
+            name.into(),
+            true.into(),
+            now.into(),
+            now.into(),
+        ])
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .to_owned();
+    txn.execute(&ins).await?;
+    Ok(txn
+        .query_one(
+            &Query::select()
+                .column(user::Column::Id)
+                .from(user::Entity)
+                .and_where(Expr::col(user::Column::Issuer).eq(issuer))
+                .and_where(Expr::col(user::Column::ExternalId).eq(sub))
+                .to_owned(),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("user {sub} missing after insert"))?
+        .try_get("", "id")?)
+}
+
+/// The demo courses of `org` and their tracks.
+async fn demo_courses(
+    txn: &impl ConnectionTrait,
+    org: &DemoOrg,
+    org_id: Uuid,
+    instructor: Option<Uuid>,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for (i, (title, difficulty, published, price)) in org.courses.iter().enumerate() {
+        let course_id = id(&format!("course:{}:{i}", org.key));
+        let ins = Query::insert()
+            .into_table(course::Entity)
+            .columns([
+                course::Column::Id,
+                course::Column::OrganizationId,
+                course::Column::InstructorId,
+                course::Column::Title,
+                course::Column::Description,
+                course::Column::Category,
+                course::Column::DifficultyLevel,
+                course::Column::EstimatedDuration,
+                course::Column::DurationUnit,
+                course::Column::Price,
+                course::Column::IsPublished,
+                course::Column::Metadata,
+                course::Column::CreatedAt,
+                course::Column::UpdatedAt,
+            ])
+            .values_panic([
+                course_id.into(),
+                org_id.into(),
+                instructor.into(),
+                (*title).into(),
+                format!("{title}: a demo course of {}.", org.name).into(),
+                "engineering".into(),
+                (*difficulty).into(),
+                (6.0 + i as f64 * 2.5).into(),
+                "hours".into(),
+                price.parse::<Decimal>()?.into(),
+                (*published).into(),
+                serde_json::json!({ "internalCode": format!("{}-{i}", org.key), "margin": 0.4 }).into(),
+                now.into(),
+                now.into(),
+            ])
+            .on_conflict(OnConflict::column(course::Column::Id).do_nothing().to_owned())
+            .to_owned();
+        txn.execute(&ins).await?;
+        for (p, name) in TRACKS.iter().enumerate() {
+            let ins = Query::insert()
+                .into_table(track::Entity)
+                .columns([
+                    track::Column::Id,
+                    track::Column::OrganizationId,
+                    track::Column::CourseId,
+                    track::Column::Name,
+                    track::Column::Description,
+                    track::Column::Position,
+                    track::Column::CreatedAt,
+                    track::Column::UpdatedAt,
+                ])
+                .values_panic([
+                    id(&format!("track:{course_id}:{p}")).into(),
+                    org_id.into(),
+                    course_id.into(),
+                    (*name).into(),
+                    format!("{name} of {title}").into(),
+                    (p as i32).into(),
+                    now.into(),
+                    now.into(),
+                ])
+                .on_conflict(OnConflict::column(track::Column::Id).do_nothing().to_owned())
+                .to_owned();
+            txn.execute(&ins).await?;
+        }
+    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! plus the thin adapters resolvers use to ask it (`guard`).
 
 pub mod docs;
+pub mod fields;
 pub mod guard;
 pub mod policy;
 pub mod scope;

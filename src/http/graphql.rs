@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 
 use crate::{
     auth::{AuthError, AuthReason},
+    config::Limits,
     error::{AppError, code},
 };
 
@@ -71,30 +72,14 @@ fn wants_graphql_response_json(req: &Request) -> bool {
 async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &str) -> Response {
     let gql_json = wants_graphql_response_json(req);
     let media = if gql_json { GRAPHQL_RESPONSE_JSON } else { APPLICATION_JSON };
-    let limits = &state.config.limits;
-
     // 1. Read the operation(s).
     let batch = match read_request(req, body, state).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    if let BatchRequest::Batch(v) = &batch {
-        if limits.max_batch == 0 {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                media,
-                vec![app_error(AppError::bad_input("batch", "batched requests are turned off on this server"))],
-            );
-        }
-        if v.len() > limits.max_batch || v.is_empty() {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                media,
-                vec![app_error(AppError::TooComplex { what: "batch", limit: limits.max_batch, actual: v.len() })],
-            );
-        }
+    if let Some(refused) = refuse_batch(&batch, &state.config.limits, media) {
+        return refused;
     }
-
     // 2. Who is asking.
     let caller = match authenticate(req, state, media, request_id).await {
         Ok(c) => c,
@@ -107,7 +92,6 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
             span.record("organization_id", tracing::field::display(o));
         }
     }
-
     // 3. Execute, each operation with its own context (loaders are per operation).
     let name = |r: &GqlRequest| r.operation_name.clone().or_else(|| operation_name(&r.query).map(str::to_owned));
     let names: Vec<Option<String>> = match &batch {
@@ -116,6 +100,41 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
     };
     let joined = names.iter().map(|n| n.as_deref().unwrap_or("anonymous")).collect::<Vec<_>>().join(",");
     tracing::Span::current().record("operation", joined.as_str());
+    let mut resp = match execute(state, request_id, &caller, batch).await {
+        Ok(r) => r,
+        Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, media, vec![e]),
+    };
+    // 4. Errors: request ids on internal ones, metrics, and the HTTP status.
+    let mut flags = super::exec::ErrorFlags::default();
+    for (i, r) in responses_mut(&mut resp).into_iter().enumerate() {
+        let op_outcome = if r.errors.is_empty() { "ok" } else { "error" };
+        state.metrics.observe_operation(names.get(i).cloned().flatten().as_deref(), op_outcome);
+        flags.merge(super::exec::settle_errors(request_id, r));
+    }
+    respond(resp, flags, caller.viewer.is_none(), gql_json, media)
+}
+
+/// The refusal of a batch the limits do not allow (batching off, or more than
+/// COURSEGRAPH_MAX_BATCH operations).
+fn refuse_batch(batch: &BatchRequest, limits: &Limits, media: &str) -> Option<Response> {
+    let BatchRequest::Batch(v) = batch else { return None };
+    let e = if limits.max_batch == 0 {
+        AppError::bad_input("batch", "batched requests are turned off on this server")
+    } else if v.len() > limits.max_batch || v.is_empty() {
+        AppError::TooComplex { what: "batch", limit: limits.max_batch, actual: v.len() }
+    } else {
+        return None;
+    };
+    Some(error_response(StatusCode::BAD_REQUEST, media, vec![app_error(e)]))
+}
+
+/// Runs each operation in turn, within the request's time limit.
+async fn execute(
+    state: &AppState,
+    request_id: &str,
+    caller: &Caller,
+    batch: BatchRequest,
+) -> Result<BatchResponse, ServerError> {
     let run_one = |r: GqlRequest| super::exec::operation(state, request_id, caller.clone(), r);
     let exec = async {
         match batch {
@@ -129,28 +148,29 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
             }
         }
     };
-    let mut resp = match tokio::time::timeout(limits.request_timeout, exec).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!(timeout_ms = limits.request_timeout.as_millis() as u64, "request timed out");
-            let mut e = ServerError::new("the request took too long and was cancelled", None);
-            let mut ext = ErrorExtensionValues::default();
-            ext.set("code", code::INTERNAL_SERVER_ERROR);
-            ext.set("requestId", request_id);
-            e.extensions = Some(ext);
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, media, vec![e]);
-        }
-    };
+    let limit = state.config.limits.request_timeout;
+    tokio::time::timeout(limit, exec).await.map_err(|_| {
+        tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+        let mut e = ServerError::new("the request took too long and was cancelled", None);
+        let mut ext = ErrorExtensionValues::default();
+        ext.set("code", code::INTERNAL_SERVER_ERROR);
+        ext.set("requestId", request_id);
+        e.extensions = Some(ext);
+        e
+    })
+}
 
-    // 4. Errors: request ids on internal ones, metrics, and the HTTP status.
-    let mut flags = super::exec::ErrorFlags::default();
-    for (i, r) in responses_mut(&mut resp).into_iter().enumerate() {
-        let op_outcome = if r.errors.is_empty() { "ok" } else { "error" };
-        state.metrics.observe_operation(names.get(i).cloned().flatten().as_deref(), op_outcome);
-        flags.merge(super::exec::settle_errors(request_id, r));
-    }
+/// The HTTP answer: its status from what the errors mean, and no `data` entry for a
+/// request that never executed (a parse or validation failure).
+fn respond(
+    resp: BatchResponse,
+    flags: super::exec::ErrorFlags,
+    anonymous: bool,
+    gql_json: bool,
+    media: &str,
+) -> Response {
     let super::exec::ErrorFlags { unauthenticated, request_error, unavailable } = flags;
-    let status = if unauthenticated && caller.viewer.is_none() {
+    let status = if unauthenticated && anonymous {
         StatusCode::UNAUTHORIZED
     } else if unavailable {
         StatusCode::SERVICE_UNAVAILABLE
@@ -160,7 +180,6 @@ async fn handle(req: &Request, body: Body, state: &Arc<AppState>, request_id: &s
         StatusCode::OK
     };
     let mut out = if request_error {
-        // A request that never executed (parse or validation failure) has no `data` entry.
         let mut v = serde_json::to_value(&resp).unwrap_or_default();
         let items: Vec<&mut serde_json::Value> = match &mut v {
             serde_json::Value::Array(a) => a.iter_mut().collect(),

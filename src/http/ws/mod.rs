@@ -10,6 +10,7 @@
 //! and tasks produce, and re-reads the viewer whenever one of their memberships changes —
 //! then each subscription ends or moves to the group of the viewer as they are now.
 
+mod subs;
 mod upgrade;
 
 use crate::http::state::AppState;
@@ -19,28 +20,24 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use async_graphql::{Request as GqlRequest, ServerError, parser::types::OperationType};
+use async_graphql::{Request as GqlRequest, ServerError};
 use futures_util::{SinkExt as _, StreamExt as _};
 use poem::{
     Request, Response,
     http::{StatusCode, header},
 };
 use serde_json::{Value, json};
-use tokio::{sync::mpsc, task::AbortHandle, time::Instant};
+use subs::Subs;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 use tracing::Instrument as _;
 use upgrade::{Sink, Socket, Source, close};
 
-use super::{
-    exec,
-    multiplex::{GroupKey, Membership, Out, Subscriber},
-};
+use super::{exec, multiplex::Out};
 use crate::{
     auth::{AuthReason, Viewer, cache::Signal},
-    authz::{Action, Resource, guard},
     error::AppError,
     graphql::context::ViewerCell,
-    live::share::{self, ViewerClass},
 };
 
 /// The one subprotocol spoken.
@@ -106,6 +103,15 @@ struct Connection {
     request_id: String,
     upgrade_auth: Option<String>,
     upgrade_org: Option<String>,
+}
+
+/// What the connection does next.
+enum Step {
+    Continue,
+    Send(Vec<Message>),
+    /// Close with this code and reason.
+    Close(u16, String),
+    End(Ended),
 }
 
 /// How a connection's read loop ended.
@@ -186,101 +192,38 @@ impl Connection {
         let (out_tx, mut out_rx) =
             mpsc::channel::<Out>(4 * self.state.config.server.max_subscriptions_per_connection + 16);
         let mut subs = Subs { entries: HashMap::new(), next_token: 0 };
-        let expiry = expiry_instant(valid_until);
-        let expired = tokio::time::sleep_until(expiry);
+        let expired = tokio::time::sleep_until(expiry_instant(valid_until));
         tokio::pin!(expired);
         let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
-        let limit = self.state.config.server.max_subscriptions_per_connection;
-        let mut ended = Ended::Closed;
-        loop {
-            tokio::select! {
-                msg = source.next() => {
-                    let text = match msg {
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                        Some(Ok(Message::Binary(_))) => break close(&mut sink, 4400, "Binary messages are not part of the protocol").await,
-                        Some(Err(e)) if upgrade::too_big(&e) => {
-                            ended = Ended::TooBig;
-                            break;
-                        }
-                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                    };
-                    let Some(msg) = parse(&text) else { break close(&mut sink, 4400, "Invalid message received").await };
-                    match msg["type"].as_str().unwrap_or_default() {
-                        "ping" => {
-                            if sink.send(Message::text(r#"{"type":"pong"}"#)).await.is_err() { break }
-                        }
-                        "pong" => {}
-                        "connection_init" => break close(&mut sink, 4429, "Too many initialisation requests").await,
-                        "complete" => {
-                            if let Some(id) = msg["id"].as_str() {
-                                self.drop_sub(&mut subs, id);
-                            }
-                        }
-                        "subscribe" => {
-                            let (Some(id), Ok(request)) = (
-                                msg["id"].as_str().filter(|id| !id.is_empty()).map(Arc::<str>::from),
-                                serde_json::from_value::<GqlRequest>(msg["payload"].clone()),
-                            ) else {
-                                break close(&mut sink, 4400, "Invalid message received").await;
-                            };
-                            if subs.entries.contains_key(&id) {
-                                break close(&mut sink, 4409, &format!("Subscriber for {id} already exists")).await;
-                            }
-                            if subs.entries.len() >= limit {
-                                let e = exec::app_error(AppError::TooComplex { what: "subscriptions", limit, actual: subs.entries.len() + 1 });
-                                if sink.send(Message::text(error_message(&id, &[e]))).await.is_err() { break }
-                                continue;
-                            }
-                            if let Some(refusal) = self.start(&mut subs, &cell, &out_tx, id.clone(), request)
-                                && sink.send(Message::text(refusal)).await.is_err()
-                            {
-                                break;
-                            }
-                        }
-                        _ => break close(&mut sink, 4400, "Invalid message received").await,
-                    }
-                }
-                Some(out) = out_rx.recv() => {
-                    let text = match out {
-                        Out::Text(t) => t,
-                        Out::Next { id, token, payload } => {
-                            if !subs.is_current(&id, token) { continue }
-                            next_frame(&id, &payload)
-                        }
-                        Out::Done { id, token, text } => {
-                            if !subs.is_current(&id, token) { continue }
-                            subs.entries.remove(&id);
-                            self.state.metrics.subscriptions(-1);
-                            text
-                        }
-                    };
-                    if sink.send(Message::text(text)).await.is_err() { break }
-                }
-                signal = signals.recv() => {
-                    let concerned = match signal {
-                        Ok(Signal::Changed(crate::auth::cache::Change::User(u))) => u == user,
-                        Ok(Signal::Changed(crate::auth::cache::Change::Organization(o))) => {
-                            cell.get().is_some_and(|v| v.membership(o).is_some())
-                        }
-                        // Resynchronising, or fell behind on signals: re-read to be sure.
-                        Ok(Signal::Resync) | Err(_) => true,
-                    };
-                    if concerned && self.refresh(&cell).await {
-                        for frame in self.regroup(&mut subs, &cell, &out_tx) {
-                            if sink.send(Message::text(frame)).await.is_err() { break }
-                        }
-                    }
-                }
+        let ended = loop {
+            let step = tokio::select! {
+                msg = source.next() => self.on_message(msg, &mut subs, &cell, &out_tx),
+                Some(out) = out_rx.recv() => self.on_out(&mut subs, out),
+                signal = signals.recv() => self.on_signal(signal, user, &mut subs, &cell, &out_tx).await,
                 _ = &mut expired => {
                     tracing::info!("websocket closed: the token expired");
-                    break close(&mut sink, 4403, AuthReason::TokenExpired.as_str()).await;
+                    Step::Close(4403, AuthReason::TokenExpired.as_str().to_owned())
                 }
-                _ = keepalive.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() { break }
+                _ = keepalive.tick() => Step::Send(vec![Message::Ping(Default::default())]),
+            };
+            match step {
+                Step::Continue => {}
+                Step::Send(frames) => {
+                    let mut gone = false;
+                    for f in frames {
+                        gone = gone || sink.send(f).await.is_err();
+                    }
+                    if gone {
+                        break Ended::Closed;
+                    }
                 }
+                Step::Close(code, reason) => {
+                    close(&mut sink, code, &reason).await;
+                    break Ended::Closed;
+                }
+                Step::End(e) => break e,
             }
-        }
+        };
         let ids: Vec<Arc<str>> = subs.entries.keys().cloned().collect();
         for id in ids {
             self.drop_sub(&mut subs, &id);
@@ -290,184 +233,103 @@ impl Connection {
         }
     }
 
-    /// Starts `subscribe` `id`: a subscription joins its group, anything else runs as its
-    /// own task. Returns the frame to send at once when the document is refused.
-    fn start(
+    /// What a message from the client asks for.
+    fn on_message(
         &self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
         subs: &mut Subs,
         cell: &ViewerCell,
         out: &mpsc::Sender<Out>,
-        id: Arc<str>,
-        mut request: GqlRequest,
-    ) -> Option<String> {
-        let token = subs.token();
-        let op_type = match self.state.preflight.check(&mut request) {
-            Ok(t) => t,
-            Err(e) => return Some(error_message(&id, &[e])),
+    ) -> Step {
+        let invalid = || Step::Close(4400, "Invalid message received".to_owned());
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Step::Continue,
+            Some(Ok(Message::Binary(_))) => {
+                return Step::Close(4400, "Binary messages are not part of the protocol".to_owned());
+            }
+            Some(Err(e)) if upgrade::too_big(&e) => return Step::End(Ended::TooBig),
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Step::End(Ended::Closed),
         };
-        self.state.metrics.subscriptions(1);
-        if op_type == Some(OperationType::Subscription) {
-            let operation = request.operation_name.clone();
-            let shared = match request.parsed_query() {
-                Ok(doc) => share::role_determined(doc, operation.as_deref()),
-                Err(_) => false,
-            };
-            let spec = Spec { query: request.query, operation, variables: request.variables };
-            let sub = self.join(cell, out, id.clone(), spec, shared)?;
-            subs.entries.insert(id, Sub::Live(sub));
-        } else {
-            let op = Operation {
-                state: self.state.clone(),
-                request_id: self.request_id.clone(),
-                viewer: cell.get(),
-                out: out.clone(),
-                id: id.clone(),
-                token,
-            };
-            subs.entries.insert(id, Sub::Op { token, task: tokio::spawn(op.run(request)).abort_handle() });
+        let Some(msg) = parse(&text) else { return invalid() };
+        match msg["type"].as_str().unwrap_or_default() {
+            "ping" => Step::Send(vec![Message::text(r#"{"type":"pong"}"#)]),
+            "pong" => Step::Continue,
+            "connection_init" => Step::Close(4429, "Too many initialisation requests".to_owned()),
+            "complete" => {
+                if let Some(id) = msg["id"].as_str() {
+                    self.drop_sub(subs, id);
+                }
+                Step::Continue
+            }
+            "subscribe" => {
+                let (Some(id), Ok(request)) = (
+                    msg["id"].as_str().filter(|id| !id.is_empty()).map(Arc::<str>::from),
+                    serde_json::from_value::<GqlRequest>(msg["payload"].clone()),
+                ) else {
+                    return invalid();
+                };
+                if subs.entries.contains_key(&id) {
+                    return Step::Close(4409, format!("Subscriber for {id} already exists"));
+                }
+                let limit = self.state.config.server.max_subscriptions_per_connection;
+                if subs.entries.len() >= limit {
+                    let actual = subs.entries.len() + 1;
+                    let e = exec::app_error(AppError::TooComplex { what: "subscriptions", limit, actual });
+                    return Step::Send(vec![Message::text(error_message(&id, &[e]))]);
+                }
+                match self.start(subs, cell, out, id.clone(), request) {
+                    Some(refusal) => Step::Send(vec![Message::text(refusal)]),
+                    None => Step::Continue,
+                }
+            }
+            _ => invalid(),
         }
-        None
     }
 
-    /// Joins the group of this viewer's class for the subscription `spec`.
-    fn join(
+    /// A frame an operation or group produced: sent unless its subscription moved on.
+    fn on_out(&self, subs: &mut Subs, out: Out) -> Step {
+        let text = match out {
+            Out::Text(t) => t,
+            Out::Next { id, token, payload } => {
+                if !subs.is_current(&id, token) {
+                    return Step::Continue;
+                }
+                next_frame(&id, &payload)
+            }
+            Out::Done { id, token, text } => {
+                if !subs.is_current(&id, token) {
+                    return Step::Continue;
+                }
+                subs.entries.remove(&id);
+                self.state.metrics.subscriptions(-1);
+                text
+            }
+        };
+        Step::Send(vec![Message::text(text)])
+    }
+
+    /// A context change: when it concerns this viewer, re-read them and regroup.
+    async fn on_signal(
         &self,
+        signal: Result<Signal, tokio::sync::broadcast::error::RecvError>,
+        user: uuid::Uuid,
+        subs: &mut Subs,
         cell: &ViewerCell,
         out: &mpsc::Sender<Out>,
-        id: Arc<str>,
-        spec: Spec,
-        shared: bool,
-    ) -> Option<LiveSub> {
-        let viewer = cell.get()?;
-        let key =
-            GroupKey::new(&spec.query, spec.operation.as_deref(), &spec.variables, ViewerClass::of(&viewer, shared));
-        let mut request = spec.request();
-        // Parsed before (and cached): this only attaches the document.
-        let _ = self.state.preflight.check(&mut request);
-        let subscriber = Subscriber { id, out: out.clone() };
-        let membership = self.state.hub.join(&self.state, key, request, viewer, &self.request_id, subscriber);
-        Some(LiveSub { membership, spec, shared })
-    }
-
-    fn drop_sub(&self, subs: &mut Subs, id: &str) {
-        match subs.entries.remove(id) {
-            Some(Sub::Op { task, .. }) => task.abort(),
-            Some(Sub::Live(l)) => self.state.hub.leave(&l.membership),
-            None => return,
-        }
-        self.state.metrics.subscriptions(-1);
-    }
-
-    /// After the viewer was re-read: a subscription of an organization they no longer
-    /// actively belong to ends (FORBIDDEN, MEMBERSHIP_INACTIVE); one whose viewer class
-    /// changed moves to the group of the new class. Returns the frames to send.
-    fn regroup(&self, subs: &mut Subs, cell: &ViewerCell, out: &mpsc::Sender<Out>) -> Vec<String> {
-        let Some(v) = cell.get() else { return Vec::new() };
-        let mut frames = Vec::new();
-        let live: Vec<Arc<str>> =
-            subs.entries.iter().filter(|(_, s)| matches!(s, Sub::Live(_))).map(|(id, _)| id.clone()).collect();
-        for id in live {
-            let Some(Sub::Live(l)) = subs.entries.get(&id) else { continue };
-            if let Some(t) = l.membership.group.target()
-                && let Err(e) = guard::require(
-                    &v,
-                    Action::ReadCourse,
-                    &Resource::Organization { id: t.organization_id },
-                    Default::default(),
-                )
-            {
-                frames.push(error_message(&id, &[exec::app_error(e)]));
-                self.drop_sub(subs, &id);
-                continue;
+    ) -> Step {
+        let concerned = match signal {
+            Ok(Signal::Changed(crate::auth::cache::Change::User(u))) => u == user,
+            Ok(Signal::Changed(crate::auth::cache::Change::Organization(o))) => {
+                cell.get().is_some_and(|v| v.membership(o).is_some())
             }
-            if ViewerClass::of(&v, l.shared) == *l.membership.group.key().class() {
-                continue;
-            }
-            let Some(Sub::Live(old)) = subs.entries.remove(&id) else { continue };
-            self.state.hub.leave(&old.membership);
-            match self.join(cell, out, id.clone(), old.spec, old.shared) {
-                Some(new) => {
-                    subs.entries.insert(id, Sub::Live(new));
-                }
-                None => self.state.metrics.subscriptions(-1),
-            }
+            // Resynchronising, or fell behind on signals: re-read to be sure.
+            Ok(Signal::Resync) | Err(_) => true,
+        };
+        if !(concerned && self.refresh(cell).await) {
+            return Step::Continue;
         }
-        frames
-    }
-
-    /// Re-reads the viewer (a membership, role or organization of theirs changed).
-    /// Returns whether it could.
-    async fn refresh(&self, cell: &ViewerCell) -> bool {
-        let Some(v) = cell.get() else { return false };
-        let db = exec::request_db(&self.state, Some(&v));
-        let reloaded = crate::auth::provision::reload_viewer(&db, &v).await;
-        let _ = db.finish().await;
-        match reloaded {
-            Ok(next) => {
-                cell.set(Arc::new(next));
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = e.message(), "websocket: could not re-read the viewer");
-                false
-            }
-        }
-    }
-}
-
-/// A connection's operations, by subscription id.
-struct Subs {
-    entries: HashMap<Arc<str>, Sub>,
-    next_token: u64,
-}
-
-impl Subs {
-    fn token(&mut self) -> u64 {
-        self.next_token += 1;
-        self.next_token
-    }
-
-    /// Whether `token` is the current operation under `id` (a frame of an operation that
-    /// ended or moved is stale).
-    fn is_current(&self, id: &str, token: u64) -> bool {
-        match self.entries.get(id) {
-            Some(Sub::Op { token: t, .. }) => *t == token,
-            Some(Sub::Live(l)) => l.membership.token == token,
-            None => false,
-        }
-    }
-}
-
-enum Sub {
-    /// A query or mutation, running.
-    Op {
-        token: u64,
-        task: AbortHandle,
-    },
-    Live(LiveSub),
-}
-
-struct LiveSub {
-    membership: Membership,
-    /// Kept to join another group when the viewer's class changes.
-    spec: Spec,
-    shared: bool,
-}
-
-/// A subscription's document and variables.
-struct Spec {
-    query: String,
-    operation: Option<String>,
-    variables: async_graphql::Variables,
-}
-
-impl Spec {
-    fn request(&self) -> GqlRequest {
-        let mut r = GqlRequest::new(self.query.clone()).variables(self.variables.clone());
-        if let Some(op) = &self.operation {
-            r = r.operation_name(op.clone());
-        }
-        r
+        Step::Send(self.regroup(subs, cell, out).into_iter().map(Message::text).collect())
     }
 }
 
@@ -536,31 +398,4 @@ fn next_frame(id: &str, payload: &str) -> String {
 
 pub fn complete_message(id: &str) -> String {
     json!({ "id": id, "type": "complete" }).to_string()
-}
-
-/// A query or mutation sent over the socket: its answer, then `complete`.
-struct Operation {
-    state: Arc<AppState>,
-    request_id: String,
-    viewer: Option<Arc<Viewer>>,
-    out: mpsc::Sender<Out>,
-    id: Arc<str>,
-    token: u64,
-}
-
-impl Operation {
-    async fn run(self, request: GqlRequest) {
-        let state = &self.state;
-        let caller = exec::Caller { viewer: self.viewer.clone(), unauthenticated: AuthReason::TokenMissing.into() };
-        let mut resp = exec::operation(state, &self.request_id, caller, request).await;
-        let flags = exec::settle_errors(&self.request_id, &mut resp);
-        let done = |text| Out::Done { id: self.id.clone(), token: self.token, text };
-        if flags.request_error || (resp.data == async_graphql::Value::Null && !resp.errors.is_empty()) {
-            let _ = self.out.send(done(error_message(&self.id, &resp.errors))).await;
-            return;
-        }
-        let payload = serde_json::to_string(&resp).unwrap_or_default();
-        let _ = self.out.send(Out::Text(next_frame(&self.id, &payload))).await;
-        let _ = self.out.send(done(complete_message(&self.id))).await;
-    }
 }
