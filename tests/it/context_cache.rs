@@ -38,11 +38,12 @@ where
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set COURSEGRAPH_TEST_POSTGRES_URL and run with --include-ignored (CI does)"]
 async fn role_changes_and_removals_reach_another_replica_at_once() {
-    if std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_err() {
-        eprintln!("cross-replica invalidation uses PostgreSQL LISTEN/NOTIFY: runs in the PostgreSQL pass");
-        return;
-    }
+    assert!(
+        std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()),
+        "PostgreSQL's: set COURSEGRAPH_TEST_POSTGRES_URL"
+    );
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     // A TTL of ten minutes: only an invalidation can explain a fresh answer below.

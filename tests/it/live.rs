@@ -497,11 +497,12 @@ async fn a_course_too_large_for_one_notification_still_arrives_whole() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set COURSEGRAPH_TEST_POSTGRES_URL and run with --include-ignored (CI does)"]
 async fn on_postgres_events_reach_subscribers_of_every_server_process() {
-    if std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_err() {
-        eprintln!("cross-process delivery uses PostgreSQL LISTEN/NOTIFY: runs in the PostgreSQL pass");
-        return;
-    }
+    assert!(
+        std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()),
+        "PostgreSQL's: set COURSEGRAPH_TEST_POSTGRES_URL"
+    );
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let envs = [("COURSEGRAPH_DATABASE_URL", db.url()), ("COURSEGRAPH_JWT_SECRET", SECRET)];

@@ -24,4 +24,5 @@ mod provisioning;
 mod rls;
 mod scaleout;
 mod schema_rules;
+mod snapshots;
 mod ws;

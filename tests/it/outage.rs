@@ -90,11 +90,12 @@ impl Drop for Cluster {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set COURSEGRAPH_TEST_POSTGRES_URL and run with --include-ignored (CI does)"]
 async fn postgres_stopped_mid_run_then_started_again() {
-    if std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_err() {
-        eprintln!("outage test: runs in the PostgreSQL pass (COURSEGRAPH_TEST_POSTGRES_URL)");
-        return;
-    }
+    assert!(
+        std::env::var("COURSEGRAPH_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()),
+        "PostgreSQL's: set COURSEGRAPH_TEST_POSTGRES_URL"
+    );
     let Some(cluster) = Cluster::start() else {
         panic!("the PostgreSQL pass needs root and initdb/pg_ctl to stage an outage");
     };

@@ -3,9 +3,9 @@
 //! processes. Read your writes across processes while the standby's replay is paused, the
 //! lag bound, provisioning races and live updates across the two processes through
 //! PgBouncer, a standby that dies under a running server or is down from the start, and
-//! row-level security on standby reads. Runs in CI's scale-out step, where the
-//! COURSEGRAPH_SCALEOUT_* variables of `scripts/scaleout.sh env` are set; elsewhere each
-//! test says so and returns.
+//! row-level security on standby reads. Ignored unless asked for (`-- --ignored`): CI's
+//! scale-out step runs them with the COURSEGRAPH_SCALEOUT_* variables of
+//! `scripts/scaleout.sh env` set.
 
 use std::{
     sync::Arc,
@@ -29,21 +29,21 @@ struct Set {
     max_lag: Duration,
 }
 
-fn set() -> Option<Set> {
+/// The set, from the environment; these tests are ignored unless asked for, and asked
+/// for without the set, they fail.
+fn set() -> Set {
     let var = |k: &str| std::env::var(format!("COURSEGRAPH_SCALEOUT_{k}")).ok().filter(|v| !v.is_empty());
-    let Some(primary) = var("PRIMARY_URL") else {
-        eprintln!("no scale-out set (scripts/scaleout.sh up; eval its `env`): runs in CI's scale-out step");
-        return None;
-    };
+    let primary =
+        var("PRIMARY_URL").expect("no scale-out set: scripts/scaleout.sh up; eval \"$(scripts/scaleout.sh env)\"");
     let max_lag: coursegraph::config::HumanDuration = var("READ_MAX_LAG").unwrap_or("5s".into()).parse().unwrap();
-    Some(Set {
+    Set {
         primary,
         standby: var("STANDBY_URL").expect("COURSEGRAPH_SCALEOUT_STANDBY_URL"),
         bouncer: var("BOUNCER_URL").expect("COURSEGRAPH_SCALEOUT_BOUNCER_URL"),
         servers: [var("SERVER_1").expect("SERVER_1"), var("SERVER_2").expect("SERVER_2")],
         secret: var("JWT_SECRET").expect("COURSEGRAPH_SCALEOUT_JWT_SECRET"),
         max_lag: max_lag.0,
-    })
+    }
 }
 
 /// Tests that pause the standby's replay, need it to keep up, or send traffic to the set's
@@ -156,8 +156,9 @@ fn unique(prefix: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn a_write_on_one_process_is_read_back_on_the_other_while_replay_is_paused() {
-    let Some(set) = set() else { return };
+    let set = set();
     let _turn = REPLAY.lock().await;
     let (primary, standby) = (connect(&set.primary).await, connect(&set.standby).await);
     let [one, two] = &set.servers;
@@ -211,8 +212,9 @@ async fn a_write_on_one_process_is_read_back_on_the_other_while_replay_is_paused
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn first_sight_races_across_both_processes_through_pgbouncer_create_one_of_each() {
-    let Some(set) = set() else { return };
+    let set = set();
     let _turn = REPLAY.lock().await;
     let (sub, org) = (unique("racer"), unique("race-org"));
     let t = set.token(&sub, &org, "admin");
@@ -246,8 +248,9 @@ async fn first_sight_races_across_both_processes_through_pgbouncer_create_one_of
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn a_subscriber_on_one_process_hears_a_write_through_pgbouncer_on_the_other() {
-    let Some(set) = set() else { return };
+    let set = set();
     let _turn = REPLAY.lock().await;
     let org = unique("live");
     let admin = set.token(&unique("ada"), &org, "admin");
@@ -334,8 +337,9 @@ fn metrics_of(app: &TestApp) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn a_standby_that_dies_under_a_running_server_costs_no_error() {
-    let Some(set) = set() else { return };
+    let set = set();
     let _turn = REPLAY.lock().await;
     let relay = Relay::to(&host_port(&set.standby)).await;
     let app = spawn_reading_from(&set, &format!("127.0.0.1:{}", relay.port), |_| {}).await;
@@ -374,8 +378,9 @@ fn db_name(app: &TestApp) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn a_standby_that_is_down_at_start_only_means_reading_from_the_primary() {
-    let Some(set) = set() else { return };
+    let set = set();
     // Nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let app = spawn_reading_from(&set, &closed.to_string(), |_| {}).await;
@@ -390,8 +395,9 @@ async fn a_standby_that_is_down_at_start_only_means_reading_from_the_primary() {
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn standby_reads_keep_row_level_security_and_tenant_isolation() {
-    let Some(set) = set() else { return };
+    let set = set();
     let _turn = REPLAY.lock().await;
     let app =
         spawn_reading_from(&set, &host_port(&set.standby), |c| c.database.role = Some("coursegraph_app".into())).await;
@@ -420,8 +426,9 @@ async fn standby_reads_keep_row_level_security_and_tenant_isolation() {
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn the_pooler_probe_tells_pgbouncer_in_transaction_mode_from_a_direct_connection() {
-    let Some(set) = set() else { return };
+    let set = set();
     let t = Duration::from_secs(5);
     assert!(!coursegraph::db::transaction_pooled(&set.primary, t).await.unwrap(), "the primary, directly");
     assert!(!coursegraph::db::transaction_pooled(&set.standby, t).await.unwrap(), "the standby, directly");
@@ -450,8 +457,9 @@ async fn the_pooler_probe_tells_pgbouncer_in_transaction_mode_from_a_direct_conn
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn pointed_at_pgbouncer_concurrent_writes_and_reads_of_two_servers_work() {
-    let Some(set) = set() else { return };
+    let set = set();
     // COURSEGRAPH_DB_PREPARED_STATEMENTS is left at `auto`: the probe finds the pooler and
     // statements are prepared unnamed. Two servers share the database.
     let db = Arc::new(TestDb::postgres_on(&replace_db_name(&set.primary, "postgres")).await);
@@ -480,8 +488,9 @@ async fn pointed_at_pgbouncer_concurrent_writes_and_reads_of_two_servers_work() 
 }
 
 #[tokio::test]
+#[ignore = "needs the scale-out set: scripts/scaleout.sh up, eval \"$(scripts/scaleout.sh env)\", then cargo test --test it scaleout -- --ignored (CI does)"]
 async fn behind_pgbouncer_migrate_and_seed_need_nothing_else_and_serve_asks_for_a_listen_url() {
-    let Some(set) = set() else { return };
+    let set = set();
     let db = TestDb::postgres_on(&replace_db_name(&set.primary, "postgres")).await;
     let TestDb::Postgres { name, .. } = &db else { unreachable!() };
     let bouncer = replace_db_name(&set.bouncer, name);
