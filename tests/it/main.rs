@@ -6,6 +6,7 @@ mod auth;
 mod context_cache;
 mod devmode;
 mod doctor;
+mod doctor_agrees;
 mod fixtures;
 mod foundation;
 mod hardening;
