@@ -1,7 +1,7 @@
 //! The context cache stays correct: changes through any server invalidate at once —
 //! across replicas on PostgreSQL (LISTEN/NOTIFY) — and the TTL bounds everything else.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -19,22 +19,6 @@ async fn me(client: &reqwest::Client, url: &str, token: &str) -> Value {
     let body = post(client, url, token, ME, json!({})).await;
     assert!(body.get("errors").is_none(), "{body}");
     body["data"]["me"].clone()
-}
-
-/// Polls `f` until it holds or `within` passes; returns how long it took.
-async fn eventually<F, Fut>(within: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test]
@@ -71,7 +55,7 @@ async fn role_changes_and_removals_reach_another_replica_at_once() {
                 .unwrap_or(0.0)
         }
     };
-    eventually(Duration::from_secs(10), || async {
+    until(Duration::from_secs(10), "a warm request", || async {
         let before = statements(&b).await;
         let r =
             client.post(&ub).bearer_auth(&ivy).json(&json!({ "query": "{ me { activeRole } }" })).send().await.unwrap();
@@ -101,7 +85,7 @@ async fn role_changes_and_removals_reach_another_replica_at_once() {
     let rename = "mutation($o: ID!) { updateOrganization(id: $o, input: { name: \"Acme Renamed\" }) { name } }";
     let r = post(&client, &ua, &admin, rename, json!({ "o": org })).await;
     assert_eq!(r["data"]["updateOrganization"]["name"], "Acme Renamed", "{r}");
-    eventually(Duration::from_secs(3), || async { org_name().await == "Acme Renamed" }).await;
+    until(Duration::from_secs(3), "the rename", || async { org_name().await == "Acme Renamed" }).await;
 
     // Demoted through A …
     let demote = "mutation($m: ID!) { updateMemberRole(membershipId: $m, role: VIEWER) { role } }";
@@ -109,12 +93,12 @@ async fn role_changes_and_removals_reach_another_replica_at_once() {
     assert_eq!(r["data"]["updateMemberRole"]["role"], "VIEWER", "{r}");
     // … and B knows within moments, although its cached entry had ten minutes left.
     let within = Duration::from_secs(3);
-    eventually(within, || async { me(&client, &ub, &ivy).await["activeRole"] == "VIEWER" }).await;
+    until(within, "the change", || async { me(&client, &ub, &ivy).await["activeRole"] == "VIEWER" }).await;
     // Removed through A: B stops serving the organization, and says why.
     let remove = "mutation($m: ID!) { removeMember(membershipId: $m) { isActive } }";
     let r = post(&client, &ua, &admin, remove, json!({ "m": ivy_m })).await;
     assert_eq!(r["data"]["removeMember"]["isActive"], false, "{r}");
-    eventually(within, || async {
+    until(within, "the change", || async {
         let body = post(&client, &ub, &ivy, ME, json!({})).await;
         body["data"]["me"]["activeOrganization"].is_null()
             && body["errors"][0]["extensions"]["reason"] == "MEMBERSHIP_INACTIVE"
@@ -144,7 +128,7 @@ async fn without_notifications_the_ttl_bounds_staleness() {
         .exec(&conn)
         .await
         .unwrap();
-    let took = eventually(Duration::from_secs(5), || async {
+    let took = until(Duration::from_secs(5), "the TTL", || async {
         me(&client, &a.url("/graphql"), &t).await["activeRole"] == "VIEWER"
     })
     .await;

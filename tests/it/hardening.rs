@@ -272,8 +272,9 @@ async fn request_ids_metrics_and_audit_logs() {
         assert!(metrics.contains(needle), "missing `{needle}` in\n{metrics}");
     }
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = p.logs();
+    let logs = p.logs_until("the last request", |logs| {
+        logs.iter().any(|l| l["fields"]["message"] == "request finished" && l["span"]["request_id"] == "req-bad-1")
+    });
     let finished: Vec<&Value> = logs.iter().filter(|l| l["fields"]["message"] == "request finished").collect();
     let admin_line =
         finished.iter().find(|l| l["span"]["request_id"] == "req-admin-1").expect("a line for the request");

@@ -256,6 +256,51 @@ pub fn token_args(sub: &str, org: Option<&str>, role: Option<&str>) -> TokenArgs
     }
 }
 
+/// Polls `f` every few milliseconds until it holds; panics after `within`; returns how long
+/// it took. For waiting on a condition the server exposes, instead of sleeping a guessed while.
+pub async fn until<F, Fut>(within: std::time::Duration, what: &str, mut f: F) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+impl TestApp {
+    /// Waits until `n` subscriptions of this server listen for live events.
+    pub async fn listening(&self, n: usize) {
+        let hub = self.app.state.hub.clone();
+        until(std::time::Duration::from_secs(5), "subscriptions listening", || {
+            let hub = hub.clone();
+            async move { hub.counts().1 >= n }
+        })
+        .await;
+    }
+}
+
+impl ServerProcess {
+    /// Waits until `n` subscriptions of this server process listen for live events.
+    pub async fn listening(&self, n: usize) {
+        let (client, url) = (reqwest::Client::new(), self.url("/metrics"));
+        until(std::time::Duration::from_secs(5), "subscriptions listening", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let text = client.get(url).send().await.unwrap().text().await.unwrap();
+                text.lines()
+                    .find_map(|l| l.strip_prefix("coursegraph_live_subscribers "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .is_some_and(|v| v >= n as f64)
+            }
+        })
+        .await;
+    }
+}
+
 /// The single error of a response, asserting there is exactly one.
 pub fn only_error(body: &Value) -> &Value {
     let errs = body["errors"].as_array().unwrap_or_else(|| panic!("no errors in {body}"));
@@ -326,6 +371,20 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The log lines once `done` holds of them (they arrive through a pipe, a moment after
+    /// what they describe); panics after 5 s.
+    pub fn logs_until(&mut self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if done(&logs) {
+                return logs;
+            }
+            assert!(std::time::Instant::now() < deadline, "no log lines for {what} within 5 s");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Every log line so far, parsed.
