@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/scaleout.sh — S1, scale-out (CONTRACT.md §11): W1-20 against the primary directly,
+# bench/scaleout.sh — S1, scale-out: W1-20 against the primary directly,
 # through PgBouncer (transaction mode) and from the streaming standby, in one run, as
 # ratios; on the benchmark data set and on the same set ×100 (2,000 organizations, 100,000
 # users, 80,000 courses, 400,000 tracks); first-sight provisioning (W3-cold) on both sizes.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale-out on one machine (CONTRACT.md §11): a PostgreSQL 15 primary, a streaming standby
+# Scale-out on one machine: a PostgreSQL 15 primary, a streaming standby
 # made with pg_basebackup, PgBouncer (Debian's package) in pool_mode = transaction in front
 # of the primary, and two `coursegraph serve` processes sharing them: writes and LISTEN go
 # to the primary (through PgBouncer, LISTEN directly), queries read from the standby.

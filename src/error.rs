@@ -10,7 +10,7 @@ use crate::{
     authz::{Decision, Role},
 };
 
-/// Stable `extensions.code` values (CONTRACT §5).
+/// Stable `extensions.code` values.
 pub mod code {
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const FORBIDDEN: &str = "FORBIDDEN";

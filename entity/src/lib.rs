@@ -1,4 +1,4 @@
-//! SeaORM entities for the coursegraph tables (CONTRACT §7) and the enums stored in them.
+//! SeaORM entities for the coursegraph tables and the enums stored in them.
 //!
 //! These are storage types only: the GraphQL layer maps them to its own API types
 //! so that a column added here never leaks into the schema by accident.

@@ -1,4 +1,4 @@
-//! Schema migrations (CONTRACT §7), one concern per file; the same files run on SQLite and PostgreSQL.
+//! Schema migrations, one concern per file; the same files run on SQLite and PostgreSQL.
 
 pub use sea_orm_migration::prelude::*;
 

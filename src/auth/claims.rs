@@ -1,4 +1,4 @@
-//! Claim presets (CONTRACT §3): where each identity provider keeps the organization and
+//! Claim presets: where each identity provider keeps the organization and
 //! the roles, the role map, and the mapping from verified claims to an [`Identity`].
 
 use std::collections::HashMap;

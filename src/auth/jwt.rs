@@ -3,7 +3,7 @@
 //! The algorithm is taken from the key, never trusted from the token header: HS256 is
 //! only ever checked against the shared secret, asymmetric algorithms only against a
 //! JWKS key of exactly that algorithm. `jku`, `x5u` and embedded `jwk` headers are
-//! never read. Every refusal carries a stable reason (CONTRACT §5).
+//! never read. Every refusal carries a stable reason.
 
 use std::{collections::HashSet, sync::Arc};
 

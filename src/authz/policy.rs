@@ -1,4 +1,4 @@
-//! THE permission matrix (CONTRACT §4) as pure functions over (subject, action, resource).
+//! The permission matrix as pure functions over (subject, action, resource).
 //!
 //! Guards, `viewerCan`, `explainAccess`, the SQL tenant filters, introspection
 //! visibility and `docs/PERMISSIONS.md` all ask this module, so they cannot disagree.
@@ -502,7 +502,7 @@ mod tests {
         Resource::Course { organization_id: org(1), instructor_id: owner, is_published: published }
     }
 
-    /// The contract's matrix, written out once more by hand: (action, role) → allowed,
+    /// The documented matrix (README, Permissions), written out once more by hand: (action, role) → allowed,
     /// for a resource of the subject's own organization that the subject does not own.
     fn expected(action: Action, role: Role) -> bool {
         use Action::*;
@@ -535,7 +535,7 @@ mod tests {
     }
 
     #[test]
-    fn matrix_matches_the_contract_for_every_action_and_role() {
+    fn matrix_matches_the_documented_one_for_every_action_and_role() {
         for action in role_actions() {
             for role in Role::ALL {
                 let s = subject(Some(Standing::Active(role)));

@@ -1,4 +1,4 @@
-//! The read replica (COURSEGRAPH_DATABASE_READ_URL, CONTRACT.md §11): which query reads
+//! The read replica (COURSEGRAPH_DATABASE_READ_URL): which query reads
 //! where. A monitor compares the standby's replay position with the primary's WAL every
 //! few hundred milliseconds; a query reads from the standby only while it is up, holds
 //! everything the primary had committed no more than COURSEGRAPH_READ_MAX_LAG ago, and has

@@ -1,4 +1,4 @@
-//! Input validation (CONTRACT §5): every refusal is BAD_USER_INPUT naming the field,
+//! Input validation: every refusal is BAD_USER_INPUT naming the field,
 //! and runs before anything is written.
 
 use rust_decimal::Decimal;

@@ -1,4 +1,4 @@
-//! The HTTP surface (CONTRACT §2): routes, the GraphQL endpoint, GraphiQL, health and metrics.
+//! The HTTP surface: routes, the GraphQL endpoint, GraphiQL, health and metrics.
 
 pub mod apq;
 pub mod doctor;

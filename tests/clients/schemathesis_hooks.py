@@ -2,10 +2,10 @@
 
 schemathesis' built-in GraphQL check counts every resolver error whose code is not one of
 Apollo's few client codes as a server error — including FORBIDDEN, NOT_FOUND and CONFLICT,
-which coursegraph's contract defines as the expected answer to a request that names a
+which coursegraph documents as the expected answer to a request that names a
 missing row, a row of another tenant, or a taken slug. This check keeps the strict parts
 (HTTP 5xx, non-JSON bodies, INTERNAL_SERVER_ERROR, an error without a code, null in a
-non-nullable field) and accepts the contract's documented client-side codes.
+non-nullable field) and accepts coursegraph's documented client-side codes.
 """
 
 import schemathesis

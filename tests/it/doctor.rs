@@ -131,7 +131,7 @@ async fn each_token_check_failing_alone_names_the_reason_the_server_answers() {
     assert_eq!(failed(&r), vec![], "{r}");
     assert_eq!(r["ok"], true);
     let names: Vec<&str> = r["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, coursegraph::doctor::CHECKS.to_vec(), "the checks come in the contract's order");
+    assert_eq!(names, coursegraph::doctor::CHECKS.to_vec(), "the checks come in the documented order");
     assert_eq!(r["viewer"]["wouldCreate"], json!(["user", "organization", "membership"]));
     assert_eq!(r["identity"]["mappedRole"], "MEMBER");
     assert_eq!(rows(&app).await, before);

@@ -36,7 +36,7 @@ async fn columns(app: &TestApp, table: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn migrations_create_the_contract_tables() {
+async fn migrations_create_the_documented_tables() {
     let app = TestApp::spawn().await;
     let expect = |cols: &[&str]| {
         let mut v: Vec<String> = cols.iter().map(|s| s.to_string()).collect();
@@ -124,7 +124,7 @@ async fn every_foreign_key_leads_an_index() {
 }
 
 #[tokio::test]
-async fn foreign_keys_cascade_as_the_contract_says() {
+async fn foreign_keys_cascade_as_documented() {
     let app = TestApp::spawn().await;
     let db = app.conn();
     let org = fixtures::org(db, "acme").await;

@@ -342,7 +342,7 @@ fn root_fields(ty: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn every_contract_operation_as_tenant_b_against_tenant_a_ids_leaks_and_changes_nothing() {
+async fn every_operation_as_tenant_b_against_tenant_a_ids_leaks_and_changes_nothing() {
     let w = TwoTenants::new().await;
     let ops = operations(&w);
     let covered: Vec<&str> = ops.iter().map(|(f, _, _)| *f).collect();

@@ -1,4 +1,4 @@
-//! The membership lifecycle (CONTRACT §10): invitations accepted at provisioning or
+//! The membership lifecycle: invitations accepted at provisioning or
 //! explicitly, re-activation by invitation, expiry and revocation, and the tenant audit
 //! log written in the same transaction as each change.
 

@@ -1,4 +1,4 @@
-//! Live updates (CONTRACT §8) over a real WebSocket: authentication and its 4403
+//! Live updates over a real WebSocket: authentication and its 4403
 //! closes, viewer-relative events judged with the role at delivery time, field policy in
 //! payloads, tenant isolation, revocation and expiry timings, limits, the protocol's
 //! rules, publish-after-commit, and delivery across server processes on PostgreSQL.

@@ -34,7 +34,7 @@ fn no(code: &str, reason: &str) -> Outcome {
     Outcome { allowed: false, code: Some(code.into()), reason: Some(reason.into()) }
 }
 
-/// The contract's matrix, written out by hand, with the error each refusal must carry.
+/// The documented matrix, written out by hand, with the error each refusal must carry.
 fn expected(role: Role, action: Action, target: Target) -> Outcome {
     use Action::*;
     use Role::*;

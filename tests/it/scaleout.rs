@@ -1,4 +1,4 @@
-//! Scale-out on PostgreSQL (CONTRACT §11), on the set `scripts/scaleout.sh up` starts: a
+//! Scale-out on PostgreSQL, on the set `scripts/scaleout.sh up` starts: a
 //! primary, a streaming standby, PgBouncer in transaction mode and two `coursegraph serve`
 //! processes. Read your writes across processes while the standby's replay is paused, the
 //! lag bound, provisioning races and live updates across the two processes through
