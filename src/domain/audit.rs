@@ -52,12 +52,30 @@ impl Event {
     }
 }
 
+/// The `event` field of an audit event's log line: the dotted names log searches and
+/// alerts are written against (`membership.created`, …); `action` carries the stored name.
+pub fn log_event(action: AuditAction) -> &'static str {
+    match action {
+        AuditAction::MembershipProvisioned => "membership.created",
+        AuditAction::MemberAdded => "membership.added",
+        AuditAction::MemberRoleChanged => "membership.role_changed",
+        AuditAction::MemberRemoved => "membership.removed",
+        AuditAction::InvitationCreated => "invitation.created",
+        AuditAction::InvitationAccepted => "invitation.accepted",
+        AuditAction::InvitationRevoked => "invitation.revoked",
+        AuditAction::OrganizationUpdated => "organization.updated",
+        AuditAction::CourseDeleted => "course.deleted",
+        AuditAction::AccessDenied => "access.denied",
+        AuditAction::PlatformAdminAccess => "platform_admin.act_as",
+    }
+}
+
 /// Inserts `event` on `db` — the transaction of the change it records. A plain INSERT
 /// without RETURNING: under row-level security the application role may append events it
 /// could not read back.
 pub async fn record(db: &impl ConnectionTrait, event: Event) -> Result<(), DbErr> {
     // The log line says the same (ids, never a token or a secret), for whoever reads logs.
-    tracing::info!(target: "audit", event = event.action.as_str(),
+    tracing::info!(target: "audit", event = log_event(event.action), action = event.action.as_str(),
         organization_id = event.organization_id.map(tracing::field::display),
         actor_id = event.actor_id.map(tracing::field::display), target_type = event.target.map(|t| t.0),
         target_id = event.target.map(|t| tracing::field::display(t.1)), details = %event.details, "audit event");

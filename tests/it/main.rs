@@ -22,6 +22,7 @@ mod matrix;
 mod outage;
 mod partial;
 mod provisioning;
+mod readme;
 mod rls;
 mod scaleout;
 mod schema_rules;

@@ -201,7 +201,7 @@ async fn two_server_processes_provision_exactly_once() {
     let created = |ev: &str| la.iter().chain(&lb).filter(|l| l["fields"]["event"] == ev).count();
     assert_eq!(created("user.created"), 41);
     assert_eq!(created("organization.created"), 1);
-    assert_eq!(created("MEMBERSHIP_PROVISIONED"), 41);
+    assert_eq!(created("membership.created"), 41);
     assert_eq!(count("audit_events").await, 41, "one MEMBERSHIP_PROVISIONED event each");
     conn.close().await.ok();
 }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     auth::{Identity, cache::Found},
+    domain::audit,
     error::{AppError, AppResult},
 };
 
@@ -106,7 +107,8 @@ impl Provisioner {
         tracing::info!(target: "audit", event = "user.created", user_id = %user.id,
             issuer = %identity.issuer, subject = %identity.subject, "provisioned user");
         // As `audit::record` logs the event the statement inserted.
-        tracing::info!(target: "audit", event = AuditAction::MembershipProvisioned.as_str(),
+        tracing::info!(target: "audit", event = audit::log_event(AuditAction::MembershipProvisioned),
+            action = AuditAction::MembershipProvisioned.as_str(),
             organization_id = %membership.organization_id, actor_id = %user.id, target_type = "user",
             target_id = %user.id, role = role.as_str(), source = "token", "audit event");
         Ok(Sight::Created(Found { user, memberships: vec![membership], pending_invitations: false }))
