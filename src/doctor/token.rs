@@ -197,89 +197,100 @@ impl Doctor<'_> {
     /// expiry, issuer, audience, subject: each rule's verdict, worded.
     fn claim_checks(&self, claims: &Map<String, Value>, v: &ClaimVerdicts) -> [Check; 4] {
         let req = self.verifier.requirements();
-        let leeway = req.leeway as i64;
-        let now = Utc::now().timestamp();
-        let num = |k: &str| claims.get(k).and_then(Value::as_f64).map(|t| t as i64);
-        let expiry = match &v.expiry {
-            Ok(()) => match num("exp") {
-                Some(exp) if exp < now => Check::pass(
-                    "expiry",
-                    format!(
-                        "exp was {}, {} ago: accepted only within the leeway ({leeway} s)",
-                        when(exp),
-                        ago(now - exp)
-                    ),
-                ),
-                Some(exp) => Check::pass("expiry", format!("valid until {}, in {}", when(exp), ago(exp - now))),
-                None => Check::pass("expiry", "valid"),
-            },
-            Err(e) => expiry_failed(e, num("exp"), num("nbf").or(num("iat")), leeway, now),
-        };
-        let iss = claims.get("iss").and_then(Value::as_str);
-        let issuer = match (&v.issuer, req.issuer) {
-            (Ok(()), None) => Check::pass(
-                "issuer",
-                format!(
-                    "any issuer is accepted (COURSEGRAPH_JWT_ISSUER is not set); the token's is `{}`",
-                    iss.unwrap_or("")
-                ),
+        [
+            expiry_check(claims, &v.expiry, req.leeway as i64),
+            issuer_check(claims, &v.issuer, req.issuer),
+            audience_check(claims, &v.audience, req.audience),
+            subject_check(claims, &v.subject),
+        ]
+    }
+}
+
+fn expiry_check(claims: &Map<String, Value>, verdict: &Result<(), AuthError>, leeway: i64) -> Check {
+    let now = Utc::now().timestamp();
+    let num = |k: &str| claims.get(k).and_then(Value::as_f64).map(|t| t as i64);
+    match verdict {
+        Ok(()) => match num("exp") {
+            Some(exp) if exp < now => Check::pass(
+                "expiry",
+                format!("exp was {}, {} ago: accepted only within the leeway ({leeway} s)", when(exp), ago(now - exp)),
             ),
-            (Ok(()), Some(want)) => Check::pass("issuer", format!("`{want}`")),
-            (Err(e), want) if e.reason == AuthReason::MissingClaim => Check::fail(
-                "issuer",
-                e.reason.as_str(),
-                format!("the token has no `iss`; `{}` is required", want.unwrap_or("")),
-                "COURSEGRAPH_JWT_ISSUER names the required issuer: unset it or have the IdP set `iss`",
+            Some(exp) => Check::pass("expiry", format!("valid until {}, in {}", when(exp), ago(exp - now))),
+            None => Check::pass("expiry", "valid"),
+        },
+        Err(e) => expiry_failed(e, num("exp"), num("nbf").or(num("iat")), leeway, now),
+    }
+}
+
+fn issuer_check(claims: &Map<String, Value>, verdict: &Result<(), AuthError>, required: Option<&str>) -> Check {
+    let iss = claims.get("iss").and_then(Value::as_str);
+    match (verdict, required) {
+        (Ok(()), None) => Check::pass(
+            "issuer",
+            format!(
+                "any issuer is accepted (COURSEGRAPH_JWT_ISSUER is not set); the token's is `{}`",
+                iss.unwrap_or("")
             ),
-            (Err(e), want) => Check::fail(
-                "issuer",
-                e.reason.as_str(),
-                format!(
-                    "the token's issuer is `{}`, this server requires `{}`",
-                    iss.unwrap_or("(not a string)"),
-                    want.unwrap_or("")
-                ),
-                format!("set COURSEGRAPH_JWT_ISSUER={} if that issuer is yours", iss.unwrap_or("…")),
+        ),
+        (Ok(()), Some(want)) => Check::pass("issuer", format!("`{want}`")),
+        (Err(e), want) if e.reason == AuthReason::MissingClaim => Check::fail(
+            "issuer",
+            e.reason.as_str(),
+            format!("the token has no `iss`; `{}` is required", want.unwrap_or("")),
+            "COURSEGRAPH_JWT_ISSUER names the required issuer: unset it or have the IdP set `iss`",
+        ),
+        (Err(e), want) => Check::fail(
+            "issuer",
+            e.reason.as_str(),
+            format!(
+                "the token's issuer is `{}`, this server requires `{}`",
+                iss.unwrap_or("(not a string)"),
+                want.unwrap_or("")
             ),
-        };
-        let aud: Vec<&str> = match claims.get("aud") {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        let wanted = req.audience;
-        let audience = match &v.audience {
-            Ok(()) if wanted.is_empty() => {
-                Check::pass("audience", "any audience is accepted (COURSEGRAPH_JWT_AUDIENCE is not set)")
-            }
-            Ok(()) => Check::pass("audience", format!("{aud:?}")),
-            Err(e) if e.reason == AuthReason::MissingClaim => Check::fail(
-                "audience",
-                e.reason.as_str(),
-                format!("the token has no `aud`; one of {wanted:?} is required"),
-                "COURSEGRAPH_JWT_AUDIENCE lists the accepted audiences: request the token for that API (audience)",
+            format!("set COURSEGRAPH_JWT_ISSUER={} if that issuer is yours", iss.unwrap_or("…")),
+        ),
+    }
+}
+
+fn audience_check(claims: &Map<String, Value>, verdict: &Result<(), AuthError>, wanted: &[String]) -> Check {
+    let aud: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    match verdict {
+        Ok(()) if wanted.is_empty() => {
+            Check::pass("audience", "any audience is accepted (COURSEGRAPH_JWT_AUDIENCE is not set)")
+        }
+        Ok(()) => Check::pass("audience", format!("{aud:?}")),
+        Err(e) if e.reason == AuthReason::MissingClaim => Check::fail(
+            "audience",
+            e.reason.as_str(),
+            format!("the token has no `aud`; one of {wanted:?} is required"),
+            "COURSEGRAPH_JWT_AUDIENCE lists the accepted audiences: request the token for that API (audience)",
+        ),
+        Err(e) => Check::fail(
+            "audience",
+            e.reason.as_str(),
+            format!("the token is for {aud:?}; this server accepts {wanted:?}"),
+            format!(
+                "add the audience to COURSEGRAPH_JWT_AUDIENCE (e.g. COURSEGRAPH_JWT_AUDIENCE={}) or request the token for {:?}",
+                aud.first().copied().unwrap_or("…"),
+                wanted.first().map(String::as_str).unwrap_or("")
             ),
-            Err(e) => Check::fail(
-                "audience",
-                e.reason.as_str(),
-                format!("the token is for {aud:?}; this server accepts {wanted:?}"),
-                format!(
-                    "add the audience to COURSEGRAPH_JWT_AUDIENCE (e.g. COURSEGRAPH_JWT_AUDIENCE={}) or request the token for {:?}",
-                    aud.first().copied().unwrap_or("…"),
-                    wanted.first().map(String::as_str).unwrap_or("")
-                ),
-            ),
-        };
-        let subject = match (&v.subject, claims.get("sub").and_then(Value::as_str)) {
-            (Ok(()), s) => Check::pass("subject", format!("`{}`", s.unwrap_or(""))),
-            (Err(e), _) => Check::fail(
-                "subject",
-                e.reason.as_str(),
-                "the token has no non-empty string `sub`: it names the user",
-                "have the identity provider include `sub`",
-            ),
-        };
-        [expiry, issuer, audience, subject]
+        ),
+    }
+}
+
+fn subject_check(claims: &Map<String, Value>, verdict: &Result<(), AuthError>) -> Check {
+    match (verdict, claims.get("sub").and_then(Value::as_str)) {
+        (Ok(()), s) => Check::pass("subject", format!("`{}`", s.unwrap_or(""))),
+        (Err(e), _) => Check::fail(
+            "subject",
+            e.reason.as_str(),
+            "the token has no non-empty string `sub`: it names the user",
+            "have the identity provider include `sub`",
+        ),
     }
 }
 

@@ -232,36 +232,45 @@ fn responses_mut(resp: &mut BatchResponse) -> Vec<&mut async_graphql::Response> 
 
 /// Parses the body (POST) or the query string (GET), enforcing method, media type and size.
 async fn read_request(req: &Request, body: Body, state: &AppState) -> Result<BatchRequest, Response> {
-    let limits = &state.config.limits;
     let media = if wants_graphql_response_json(req) { GRAPHQL_RESPONSE_JSON } else { APPLICATION_JSON };
-    let bad = |msg: &str| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            media,
-            vec![with_code(ServerError::new(msg, None), code::BAD_USER_INPUT)],
-        )
-    };
     if req.method() == Method::GET {
-        let q = req.uri().query().unwrap_or("");
-        let mut r = async_graphql::http::parse_query_string(q).map_err(|e| bad(&format!("bad query string: {e}")))?;
-        state.apq.resolve(&mut r).map_err(|e| error_response(StatusCode::OK, media, vec![e]))?;
-        if r.query.trim().is_empty() {
-            return Err(bad("missing `query` parameter"));
-        }
-        if is_mutation(&r) {
-            let mut resp = error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                media,
-                vec![with_code(ServerError::new("mutations must be sent with POST", None), code::BAD_USER_INPUT)],
-            );
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return Err(resp);
-        }
-        return Ok(BatchRequest::Single(r));
+        read_get(req, state, media).map(BatchRequest::Single)
+    } else {
+        read_post(req, body, state, media).await
     }
+}
 
-    // POST: JSON only, so a cross-site "simple" request (text/plain, form, multipart)
-    // can never run a mutation.
+/// A 400 with `msg` as a BAD_USER_INPUT error.
+fn bad_request(media: &'static str, msg: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, media, vec![with_code(ServerError::new(msg, None), code::BAD_USER_INPUT)])
+}
+
+/// GET: the query string, queries only.
+#[allow(clippy::result_large_err, reason = "the refusal is the handler's response, returned as is")]
+fn read_get(req: &Request, state: &AppState, media: &'static str) -> Result<GqlRequest, Response> {
+    let q = req.uri().query().unwrap_or("");
+    let mut r = async_graphql::http::parse_query_string(q)
+        .map_err(|e| bad_request(media, &format!("bad query string: {e}")))?;
+    state.apq.resolve(&mut r).map_err(|e| error_response(StatusCode::OK, media, vec![e]))?;
+    if r.query.trim().is_empty() {
+        return Err(bad_request(media, "missing `query` parameter"));
+    }
+    if is_mutation(&r) {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            media,
+            vec![with_code(ServerError::new("mutations must be sent with POST", None), code::BAD_USER_INPUT)],
+        );
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(resp);
+    }
+    Ok(r)
+}
+
+/// POST: JSON only, so a cross-site "simple" request (text/plain, form, multipart) can
+/// never run a mutation; the body within COURSEGRAPH_MAX_BODY_BYTES.
+async fn read_post(req: &Request, body: Body, state: &AppState, media: &'static str) -> Result<BatchRequest, Response> {
+    let limits = &state.config.limits;
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -300,10 +309,10 @@ async fn read_request(req: &Request, body: Body, state: &AppState) -> Result<Bat
     let bytes = match body.into_bytes_limit(limits.max_body_bytes).await {
         Ok(b) => b,
         Err(poem::error::ReadBodyError::PayloadTooLarge) => return Err(too_large()),
-        Err(_) => return Err(bad("could not read the request body")),
+        Err(_) => return Err(bad_request(media, "could not read the request body")),
     };
-    let mut batch =
-        serde_json::from_slice::<BatchRequest>(&bytes).map_err(|e| bad(&format!("malformed JSON body: {e}")))?;
+    let mut batch = serde_json::from_slice::<BatchRequest>(&bytes)
+        .map_err(|e| bad_request(media, &format!("malformed JSON body: {e}")))?;
     let requests = match &mut batch {
         BatchRequest::Single(r) => std::slice::from_mut(r),
         BatchRequest::Batch(v) => v.as_mut_slice(),
@@ -311,7 +320,7 @@ async fn read_request(req: &Request, body: Body, state: &AppState) -> Result<Bat
     for r in requests {
         state.apq.resolve(r).map_err(|e| error_response(StatusCode::OK, media, vec![e]))?;
         if r.query.trim().is_empty() {
-            return Err(bad("missing `query`"));
+            return Err(bad_request(media, "missing `query`"));
         }
     }
     Ok(batch)
