@@ -17,6 +17,7 @@ use crate::{
     domain::{
         membership,
         organization::{NewOrganization, try_insert},
+        user::{self as users, NewUser},
     },
     token::{self, DEFAULT_ISSUER, TokenArgs},
 };
@@ -192,43 +193,26 @@ async fn demo_user(
     name: &str,
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<Uuid> {
-    let ins = Query::insert()
-        .into_table(user::Entity)
-        .columns([
-            user::Column::Id,
-            user::Column::Issuer,
-            user::Column::ExternalId,
-            user::Column::Email,
-            user::Column::Name,
-            user::Column::EmailVerified,
-            user::Column::CreatedAt,
-            user::Column::UpdatedAt,
-        ])
-        .values_panic([
-            id(&format!("user:{issuer}:{sub}")).into(),
-            issuer.into(),
-            sub.into(),
-            format!("{sub}@{}.example", org.key).into(),
-            name.into(),
-            true.into(),
-            now.into(),
-            now.into(),
-        ])
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .to_owned();
-    txn.execute(&ins).await?;
-    Ok(txn
-        .query_one(
-            &Query::select()
-                .column(user::Column::Id)
-                .from(user::Entity)
-                .and_where(Expr::col(user::Column::Issuer).eq(issuer))
-                .and_where(Expr::col(user::Column::ExternalId).eq(sub))
-                .to_owned(),
-        )
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("user {sub} missing after insert"))?
-        .try_get("", "id")?)
+    let email = format!("{sub}@{}.example", org.key);
+    let new = NewUser {
+        id: id(&format!("user:{issuer}:{sub}")),
+        issuer,
+        subject: sub,
+        email: Some(&email),
+        name: Some(name),
+        avatar_url: None,
+        email_verified: true,
+        last_login_at: None,
+        profile_data: None,
+        now,
+    };
+    let row = match users::try_insert(txn, &new, &[user::Column::Id]).await? {
+        Some(row) => row,
+        None => users::find(txn, issuer, sub, &[user::Column::Id])
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("user {sub} missing after insert"))?,
+    };
+    Ok(row.try_get("", "id")?)
 }
 
 /// The demo courses of `org` and their tracks.

@@ -440,14 +440,7 @@ mod tests {
 
     #[test]
     fn encode_round_trips_through_every_preset() {
-        for preset in [
-            ClaimsPreset::Default,
-            ClaimsPreset::Auth0,
-            ClaimsPreset::Frontegg,
-            ClaimsPreset::Supabase,
-            ClaimsPreset::Keycloak,
-            ClaimsPreset::Clerk,
-        ] {
+        for preset in ClaimsPreset::ALL {
             let m = ClaimMapping::new(preset, None, None, None);
             let mut c = claims(json!({"sub": "s"}));
             m.encode(&mut c, Some("ext-1"), Some("acme"), &["admin".to_owned()]);

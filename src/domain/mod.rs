@@ -1,4 +1,4 @@
-//! The domain's writes, each with its one home: organizations (slugs), memberships (their
+//! The domain's writes, each with its one home: users (their insert by identity), organizations (slugs), memberships (their
 //! one writer and its invariants), invitations, the audit log, and the unit of work every
 //! mutation commits through.
 
@@ -6,4 +6,5 @@ pub mod audit;
 pub mod invitations;
 pub mod membership;
 pub mod organization;
+pub mod user;
 pub mod write;

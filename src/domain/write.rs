@@ -6,7 +6,7 @@
 //! changed, and commits it; what committed goes back to the request (fresh loaders, the
 //! viewer re-read when the change concerns them, live events delivered on SQLite).
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement};
+use sea_orm::DbErr;
 
 use super::audit;
 use crate::{
@@ -61,26 +61,5 @@ impl UnitOfWork {
     }
 }
 
-/// Statements run in the unit of work's transaction.
-#[async_trait::async_trait]
-impl ConnectionTrait for UnitOfWork {
-    fn get_database_backend(&self) -> DbBackend {
-        self.txn.get_database_backend()
-    }
-
-    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.txn.execute_raw(stmt).await
-    }
-
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.txn.execute_unprepared(sql).await
-    }
-
-    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.txn.query_one_raw(stmt).await
-    }
-
-    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.txn.query_all_raw(stmt).await
-    }
-}
+// Statements run in the unit of work's transaction.
+crate::db::delegate_connection!(UnitOfWork, txn);

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::{AuditAction, organization, user};
 use sea_orm::{
     ConnectionTrait,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -32,6 +32,7 @@ use crate::{
     domain::{
         audit, invitations, membership,
         organization::{self as org_domain, NewOrganization, candidate_slugs},
+        user::{self as users, NewUser},
     },
     error::{AppError, AppResult},
 };
@@ -98,54 +99,28 @@ impl Provisioner {
         identity: &Identity,
         now: DateTime<Utc>,
     ) -> AppResult<(UserRecord, bool)> {
-        let insert = Query::insert()
-            .into_table(user::Entity)
-            .columns([
-                user::Column::Id,
-                user::Column::Issuer,
-                user::Column::ExternalId,
-                user::Column::Email,
-                user::Column::Name,
-                user::Column::AvatarUrl,
-                user::Column::EmailVerified,
-                user::Column::LastLoginAt,
-                user::Column::ProfileData,
-                user::Column::CreatedAt,
-                user::Column::UpdatedAt,
-            ])
-            .values_panic([
-                Uuid::now_v7().into(),
-                identity.issuer.clone().into(),
-                identity.subject.clone().into(),
-                identity.email.clone().into(),
-                identity.name.clone().into(),
-                identity.picture.clone().into(),
-                identity.email_verified.into(),
-                now.into(),
-                serde_json::json!({ "idp_roles": identity.idp_roles }).into(),
-                now.into(),
-                now.into(),
-            ])
-            .on_conflict(OnConflict::columns([user::Column::Issuer, user::Column::ExternalId]).do_nothing().to_owned())
-            .returning(Query::returning().columns(USER_COLUMNS))
-            .to_owned();
+        let new = NewUser {
+            id: Uuid::now_v7(),
+            issuer: &identity.issuer,
+            subject: &identity.subject,
+            email: identity.email.as_deref(),
+            name: identity.name.as_deref(),
+            avatar_url: identity.picture.as_deref(),
+            email_verified: identity.email_verified,
+            last_login_at: Some(now),
+            profile_data: Some(serde_json::json!({ "idp_roles": identity.idp_roles })),
+            now,
+        };
         // A row back: this transaction created the user. None: the user exists (another
-        // request got here first), and the SELECT on the unique key reads it.
-        if let Some(row) = txn.query_one(&insert).await? {
+        // request got here first), and the lookup on the unique key reads it.
+        if let Some(row) = users::try_insert(txn, &new, &USER_COLUMNS).await? {
             let u = user_from_row(&row)?;
             self.metrics.provisioned("user");
             tracing::info!(target: "audit", event = "user.created", user_id = %u.id,
                 issuer = %identity.issuer, subject = %identity.subject, "provisioned user");
             return Ok((u, true));
         }
-        let by_key = Query::select()
-            .columns(USER_COLUMNS)
-            .from(user::Entity)
-            .and_where(Expr::col(user::Column::Issuer).eq(identity.issuer.as_str()))
-            .and_where(Expr::col(user::Column::ExternalId).eq(identity.subject.as_str()))
-            .to_owned();
-        let row = txn
-            .query_one(&by_key)
+        let row = users::find(txn, &identity.issuer, &identity.subject, &USER_COLUMNS)
             .await?
             .ok_or_else(|| AppError::internal("user row missing after insert-on-conflict"))?;
         let u = user_from_row(&row)?;

@@ -63,6 +63,22 @@ pub(super) async fn lock_and_recheck(
     Ok(())
 }
 
+/// The membership `updateMemberRole` or `removeMember` names, read again inside a new
+/// unit of work once [`lock_and_recheck`] holds its organization: the row may have changed
+/// since the lookup that found it.
+async fn locked_member(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    membership_id: &ID,
+) -> AppResult<(crate::domain::write::UnitOfWork, entity::membership::Model)> {
+    let id = parse_id("membershipId", membership_id)?;
+    let found = lookup::membership(ctx, id, Action::ManageMembers).await?;
+    let work = ctx.request()?.begin().await?;
+    lock_and_recheck(ctx, &work, viewer, found.organization_id, Action::ManageMembers).await?;
+    let m = entity::membership::Entity::find_by_id(id).one(&work).await?.ok_or(AppError::not_found("membership"))?;
+    Ok((work, m))
+}
+
 /// The user `addMember` names, looked up in the directory (outside the viewer's tenancy:
 /// they are by definition not yet a member), by exact id or email only.
 async fn member_to_add(ctx: &Context<'_>, input: &AddMemberInput) -> AppResult<user::Model> {
@@ -133,14 +149,8 @@ impl MembershipMutation {
     #[graphql(visible = "visibility::mutation_update_member_role")]
     async fn update_member_role(&self, ctx: &Context<'_>, membership_id: ID, role: Role) -> AppResult<Membership> {
         let viewer = ctx.viewer()?;
-        let id = parse_id("membershipId", &membership_id)?;
-        let found = lookup::membership(ctx, id, Action::ManageMembers).await?;
         let request = ctx.request()?;
-        let mut work = request.begin().await?;
-        lock_and_recheck(ctx, &work, &viewer, found.organization_id, Action::ManageMembers).await?;
-        // Re-read inside the transaction: the row may have changed since the lookup.
-        let m =
-            entity::membership::Entity::find_by_id(id).one(&work).await?.ok_or(AppError::not_found("membership"))?;
+        let (mut work, m) = locked_member(ctx, &viewer, &membership_id).await?;
         if role != Role::Admin {
             membership::keep_an_admin(&work, &m).await?;
         }
@@ -164,13 +174,8 @@ impl MembershipMutation {
     #[graphql(visible = "visibility::mutation_remove_member")]
     async fn remove_member(&self, ctx: &Context<'_>, membership_id: ID) -> AppResult<Membership> {
         let viewer = ctx.viewer()?;
-        let id = parse_id("membershipId", &membership_id)?;
-        let found = lookup::membership(ctx, id, Action::ManageMembers).await?;
         let request = ctx.request()?;
-        let mut work = request.begin().await?;
-        lock_and_recheck(ctx, &work, &viewer, found.organization_id, Action::ManageMembers).await?;
-        let m =
-            entity::membership::Entity::find_by_id(id).one(&work).await?.ok_or(AppError::not_found("membership"))?;
+        let (mut work, m) = locked_member(ctx, &viewer, &membership_id).await?;
         membership::keep_an_admin(&work, &m).await?;
         let updated = membership::deactivate(&work, m.id, Utc::now()).await?;
         // Recorded before the rest of the change: if any later step fails, the whole
