@@ -6,6 +6,8 @@
 #   bench/run.sh                  # REPS=3 DURATION=10 (about 20 minutes with the builds)
 #   REPS=5 DURATION=15 bench/run.sh
 #   NO_WRITE=1 bench/run.sh       # print the table, leave BENCHMARKS.md alone
+#   CG_BIN=/path/to/coursegraph bench/run.sh   # measure that build (e.g. an older commit's
+#                                              # release binary) instead of building this tree
 #
 # Pinning: wrk and the W3/W4 driver on CPU 0; the server under test and every PostgreSQL
 # process on CPU 1. Needs root (pinning PostgreSQL, psql as the postgres user), wrk (installed
@@ -19,7 +21,8 @@ PEERS_SRC="${PEERS_DIR:-$ROOT/../shared/peers}"
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 OUT=${OUT:-$BENCH/target/results/$(date +%Y%m%d-%H%M%S)}
-CG_BIN="$ROOT/target/release/coursegraph"
+BUILD_CG=${CG_BIN:+no}
+CG_BIN="${CG_BIN:-$ROOT/target/release/coursegraph}"
 DRIVER="$BENCH/target/release/cg-bench-driver"
 CG_PG_URL="postgres://postgres@127.0.0.1:5432/coursegraph_bench?sslmode=disable"
 CG_SQLITE="$BENCH/target/bench.db"
@@ -45,7 +48,7 @@ source "$PEERS/lib.sh"
 source "$BENCH/lib.sh"
 
 log "building (release): coursegraph, the W3/W4 driver, the ceiling"
-(cd "$ROOT" && cargo build --release --locked -q)
+[ "${BUILD_CG:-yes}" = no ] || (cd "$ROOT" && cargo build --release --locked -q)
 CARGO_TARGET_DIR="$BENCH/target" cargo build --release --locked -q --manifest-path "$BENCH/driver/Cargo.toml"
 CARGO_TARGET_DIR="$BENCH/target" cargo build --release --locked -q --manifest-path "$PEERS/ceiling/Cargo.toml"
 

@@ -165,6 +165,12 @@ impl ContextCache {
         self.map().clear();
     }
 
+    /// Whether this process hears every change: always on SQLite; on PostgreSQL while its
+    /// listener is connected (and so receiving live events too).
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
     pub fn set_live(&self, live: bool) {
         if !live {
             self.clear();

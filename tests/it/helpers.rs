@@ -146,6 +146,14 @@ impl TestApp {
             .await
             .expect("bind");
         tokio::spawn(server);
+        // On PostgreSQL, changes and live events reach a process through its listener,
+        // which connects in the background: a test starts once it hears them.
+        let cache = app.state.sign_in.provisioner.cache().clone();
+        until(std::time::Duration::from_secs(10), "the listener connected", || {
+            let cache = cache.clone();
+            async move { cache.is_live() }
+        })
+        .await;
         let client = reqwest::Client::builder().build().unwrap();
         Self { addr, app, client, db, shutdown: Some(tx) }
     }
@@ -357,13 +365,18 @@ impl ServerProcess {
         });
         let mut p = Self { child, addr: String::new(), logs, seen: Vec::new() };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while p.addr.is_empty() {
+        // On PostgreSQL the process hears changes and live events once its listener is
+        // connected: wait for that too.
+        let on_postgres = envs.iter().any(|(k, v)| *k == "COURSEGRAPH_DATABASE_URL" && v.starts_with("postgres"));
+        let mut hearing = !on_postgres;
+        while p.addr.is_empty() || !hearing {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = p.logs.recv_timeout(left).unwrap_or_else(|_| panic!("no address logged; saw {:?}", p.seen));
             let v: Value = serde_json::from_str(&line).unwrap_or_default();
             if v["fields"]["message"].as_str().is_some_and(|m| m.starts_with("coursegraph listening")) {
                 p.addr = v["fields"]["addr"].as_str().unwrap_or_default().to_owned();
             }
+            hearing |= v["fields"]["message"] == "listening for changes from every server process";
             p.seen.push(line);
         }
         p
