@@ -51,7 +51,16 @@ try {
   console.log("ok - /doctor shows an expired token's failing check, reason and hint");
 
   await page.getByLabel("Token").fill(member);
+  // An operation that does not validate is reported as the server would report it.
   await page.getByLabel(/Operation/).fill('mutation { createCourse(input: { title: "x" }) { id } }');
+  await page.getByRole("button", { name: "Diagnose" }).click();
+  await page.waitForFunction(() => /difficultyLevel/.test(document.querySelector("#verdict").textContent), null, {
+    timeout: 20000,
+  });
+  assert.equal(await page.locator("#verdict").getAttribute("class"), "fail");
+  console.log("ok - /doctor reports an operation that does not validate, with the server's words");
+
+  await page.getByLabel(/Operation/).fill('mutation { createCourse(input: { title: "x", difficultyLevel: BEGINNER }) { id } }');
   await page.getByRole("button", { name: "Diagnose" }).click();
   const decision = page.locator('#decisions tr[data-path="createCourse"]');
   await decision.waitFor({ timeout: 20000 });
