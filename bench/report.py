@@ -16,12 +16,14 @@ from collections import defaultdict
 
 BEGIN = "<!-- bench:results:begin (written by bench/run.sh; do not edit by hand) -->"
 END = "<!-- bench:results:end -->"
-ORDER = ["postgraphile", "ceiling", "coursegraph-postgres", "coursegraph-postgres-rls", "coursegraph-sqlite"]
+ORDER = ["postgraphile", "ceiling", "coursegraph-postgres", "coursegraph-postgres-rls",
+         "coursegraph-postgres-custom-role", "coursegraph-sqlite"]
 NAMES = {
     "postgraphile": "PostGraphile 5.1.5 (PostgreSQL, RLS)",
     "ceiling": "ceiling (poem + async-graphql, no DB, no auth)",
     "coursegraph-postgres": "coursegraph, PostgreSQL 15",
     "coursegraph-postgres-rls": "coursegraph, PostgreSQL 15, row-level security enforced",
+    "coursegraph-postgres-custom-role": "coursegraph, PostgreSQL 15, the viewer holding a custom role",
     "coursegraph-sqlite": "coursegraph, SQLite (embedded)",
 }
 WORKLOADS = ["W1-5", "W1-20", "W1-100", "W2", "W3-cold", "W3-warm", "W4"]
@@ -110,6 +112,13 @@ for wl in ("W1-20", "W2", "W4"):
         targets.append(f"- row-level security on PostgreSQL, {wl} c=8: {b:.0f} vs {a:.0f} req/s without it "
                        f"({b / a - 1:+.0%}); statements per request {med(rls, 'statements_per_req') or 0:.2f} vs "
                        f"{med(plain, 'statements_per_req') or 0:.2f}")
+for wl in ("W1-20", "W3-warm"):
+    plain, custom = groups.get(("coursegraph-postgres", wl, 8)), groups.get(("coursegraph-postgres-custom-role", wl, 8))
+    if plain and custom:
+        a, b = med(plain, "rps"), med(custom, "rps")
+        targets.append(target(b >= 0.95 * a, f"a custom role on PostgreSQL, {wl} c=8: {b:.0f} vs {a:.0f} req/s with the "
+                              f"built-in role ({b / a - 1:+.0%}; target within 5 %); statements per request "
+                              f"{med(custom, 'statements_per_req') or 0:.2f} vs {med(plain, 'statements_per_req') or 0:.2f}"))
 for system in ("coursegraph-sqlite", "coursegraph-postgres"):
     st = [med(groups[(system, f"W1-{n}", 8)], "statements_per_req") for n in (5, 20, 100) if (system, f"W1-{n}", 8) in groups]
     if st and None not in st:

@@ -109,6 +109,7 @@ bench_coursegraph() {
   local sys=$1 url=$2 port=$3 token lens
   start_coursegraph "$sys" "$url" "$port"
   [ "${QUICK:-}" != rls ] || { bench_rls_only "$sys" "$port"; return; }
+  [ "${QUICK:-}" != custom ] || { bench_custom_role_only "$sys" "$port"; return; }
   local gql="http://127.0.0.1:$port/graphql"
   token=$(w1_token "$CG_BIN")
   lens=$(python3 "$BENCH/check.py" "$gql" "$token" "$BENCH/workloads" pg:peerbench 2> "$OUT/${sys}_check.txt") \
@@ -160,9 +161,41 @@ bench_rls_only() {
   stop_server
 }
 
+# The cost of roles as data: W1 and W3 for members holding a custom role — the policy
+# file's `reviewer`, assigned to W1's viewer, and given to W3's new members by the role map
+# (`member=reviewer`: their memberships are seeded with it, in the transaction).
+bench_custom_role_only() {
+  local sys=$1 port=$2 token lens r prefix
+  local gql="http://127.0.0.1:$port/graphql"
+  rows "$sys" "INSERT INTO membership_roles (membership_id, organization_id, role_key, created_at)
+    SELECT m.id, m.organization_id, 'reviewer', now() FROM memberships m JOIN users u ON u.id = m.user_id
+    JOIN organizations o ON o.id = m.organization_id WHERE u.external_id = 'auth0|user-0103' AND o.external_id = 'tenant-03'
+    ON CONFLICT DO NOTHING" >/dev/null
+  token=$(w1_token "$CG_BIN")
+  lens=$(python3 "$BENCH/check.py" "$gql" "$token" "$BENCH/workloads" pg:peerbench 2> "$OUT/${sys}_check.txt") \
+    || { cat "$OUT/${sys}_check.txt" >&2; exit 1; }
+  len() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$lens" "$1"; }
+  [ "$(curl -s -H "authorization: Bearer $token" -H 'content-type: application/json' \
+       -d '{"query":"{ me { grants { action scope } } }"}' "$gql" | grep -c MANAGE_TRACKS)" = 1 ] \
+    || { log "FAIL: W1's viewer does not hold the reviewer role"; exit 1; }
+  (BODY_FILE="$BENCH/workloads/w1_first20.json" TOKEN="$token" taskset -c 0 wrk -t1 -c8 -d5s -s "$PEERS/workloads/post.lua" "$gql") >/dev/null
+  for r in $(seq "$REPS"); do
+    load "$sys" W1-20 "$gql" 8 "$DURATION" "$token" "$BENCH/workloads/w1_first20.json" "$(len w1_first20)" "$port"
+    prefix="w3-$sys-$r-$(date +%s)"
+    drive "$sys" "$port" first-sight --prefix "$prefix" --users 1000 --orgs 50 --warmup 64
+    check_first_sight "rows_$sys" "$prefix" 1000 50 64 || exit 1
+    [ "$(rows "$sys" "SELECT count(*) FROM membership_roles mr JOIN users u ON u.id = (SELECT user_id FROM memberships WHERE id = mr.membership_id) WHERE u.external_id LIKE '$prefix-%'")" = 1064 ] \
+      || { log "FAIL: W3's new members were not seeded with the reviewer role"; exit 1; }
+  done
+  stop_server
+}
+rows_coursegraph-postgres-custom-role() { rows postgres "$1"; }
+
 bench_coursegraph coursegraph-sqlite "sqlite://$CG_SQLITE" 8021
 bench_coursegraph coursegraph-postgres "$CG_PG_URL" 8022
 COURSEGRAPH_DB_ROLE=coursegraph_app QUICK=rls bench_coursegraph coursegraph-postgres-rls "$CG_PG_URL" 8023
+COURSEGRAPH_POLICY="$BENCH/policy.toml" COURSEGRAPH_ROLE_MAP=member=reviewer QUICK=custom \
+  bench_coursegraph coursegraph-postgres-custom-role "$CG_PG_URL" 8024
 
 # ---- the table
 machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"

@@ -55,6 +55,16 @@ impl App {
             db::migrate(&conn).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         db::check_row_level_security(&conn, config.database.role.as_deref()).await?;
+        // An assignment outlives a policy-file role removed from the file: say so once.
+        match crate::domain::roles::orphaned_keys(&conn, &config.auth.policy).await {
+            Ok(keys) => {
+                for key in keys {
+                    tracing::warn!(role = %key, "a role key is assigned to members but is neither an organization's own role \
+                        nor in the policy file (COURSEGRAPH_POLICY): it grants nothing");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check role assignments against the policy file"),
+        }
         let replica = match &config.database.read_url {
             Some(url) => {
                 let r = crate::db::replica::Replica::open(
@@ -117,6 +127,7 @@ impl App {
             crate::auth::provision::ProvisionerSettings {
                 role_source: config.auth.role_source,
                 default_role: config.auth.default_role,
+                policy: config.auth.policy.clone(),
                 invitations: config.invitations,
                 record_writes: replica.is_some(),
             },

@@ -59,6 +59,8 @@ pub type AppResult<T> = Result<T, AppError>;
 pub struct Denial {
     pub decision: Decision,
     pub organization: Option<String>,
+    /// The roles of the organization that would allow it (`extensions.grantingRoles`).
+    pub granting_roles: Vec<String>,
 }
 
 impl AppError {
@@ -75,12 +77,13 @@ impl AppError {
     }
 
     pub fn forbidden(decision: Decision) -> Self {
-        AppError::Forbidden(Box::new(Denial { decision, organization: None }))
+        AppError::Forbidden(Box::new(Denial { decision, organization: None, granting_roles: Vec::new() }))
     }
 
-    /// FORBIDDEN naming the organization (by slug) the decision is about.
-    pub fn forbidden_in(decision: Decision, organization: Option<String>) -> Self {
-        AppError::Forbidden(Box::new(Denial { decision, organization }))
+    /// FORBIDDEN naming the organization (by slug) the decision is about, and the roles
+    /// there that would allow it.
+    pub fn forbidden_in(decision: Decision, organization: Option<String>, granting_roles: Vec<String>) -> Self {
+        AppError::Forbidden(Box::new(Denial { decision, organization, granting_roles }))
     }
 
     pub fn unauthenticated(reason: AuthReason) -> Self {
@@ -131,6 +134,7 @@ impl AppError {
                 e.set("reason", d.reason.as_str());
                 e.set("action", d.action.as_str());
                 e.set("requiredRoles", d.required_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>());
+                e.set("grantingRoles", denial.granting_roles.clone());
                 e.set("viewerRole", d.viewer_role.map(Role::as_str));
                 e.set("policy", d.policy);
                 if let Some(o) = d.organization_id {

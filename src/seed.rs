@@ -126,6 +126,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> anyhow::Result<()> {
                     org: Some(org.key.to_owned()),
                     org_name: Some(org.name.to_owned()),
                     roles: vec![role.to_owned()],
+                    permissions: vec![],
                     ttl: args.token_ttl,
                     issuer: None,
                     audience: None,

@@ -30,6 +30,10 @@ pub struct TokenArgs {
     /// An identity-provider role (repeatable), e.g. admin, instructor, member, viewer.
     #[arg(long = "role")]
     pub roles: Vec<String>,
+    /// A permission (repeatable), written where COURSEGRAPH_CLAIM_PERMISSIONS (or the preset)
+    /// reads them; the policy file's `[idp.permissions]` maps them to grants in token mode.
+    #[arg(long = "permission")]
+    pub permissions: Vec<String>,
     /// Lifetime, e.g. 15m, 1h, 7d.
     #[arg(long, default_value = "1h")]
     pub ttl: HumanDuration,
@@ -65,12 +69,9 @@ pub fn claims(config: &Config, args: &TokenArgs, now: u64) -> Result<Map<String,
     if let Some(n) = &args.name {
         c.insert("name".into(), json!(n));
     }
-    crate::auth::claims::ClaimMapping::from_config(&config.auth.claims).encode(
-        &mut c,
-        args.org.as_deref(),
-        args.org_name.as_deref(),
-        &args.roles,
-    );
+    let mapping = crate::auth::claims::ClaimMapping::from_config(&config.auth.claims);
+    mapping.encode(&mut c, args.org.as_deref(), args.org_name.as_deref(), &args.roles);
+    mapping.encode_permissions(&mut c, &args.permissions);
     for kv in &args.extra_claims {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("--claim `{kv}` is not key=value"))?;
         let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));

@@ -38,7 +38,7 @@ impl MembershipRole {
     pub const ALL: [MembershipRole; 4] = [Self::Admin, Self::Instructor, Self::Member, Self::Viewer];
 
     // `Ord` follows privilege: `Admin` is the greatest.
-    const fn rank(self) -> u8 {
+    pub const fn rank(self) -> u8 {
         match self {
             Self::Admin => 3,
             Self::Instructor => 2,
@@ -138,6 +138,11 @@ pub enum AuditAction {
     CourseDeleted,
     AccessDenied,
     PlatformAdminAccess,
+    RoleCreated,
+    RoleUpdated,
+    RoleDeleted,
+    RoleAssigned,
+    RoleUnassigned,
 }
 
 impl AuditAction {

@@ -8,7 +8,9 @@ pub mod course;
 pub mod enums;
 pub mod invitation;
 pub mod membership;
+pub mod membership_role;
 pub mod organization;
+pub mod role;
 pub mod track;
 pub mod user;
 
@@ -20,7 +22,9 @@ pub mod prelude {
     pub use super::course::Entity as Course;
     pub use super::invitation::Entity as Invitation;
     pub use super::membership::Entity as Membership;
+    pub use super::membership_role::Entity as RoleAssignment;
     pub use super::organization::Entity as Organization;
+    pub use super::role::Entity as CustomRole;
     pub use super::track::Entity as Track;
     pub use super::user::Entity as User;
 }

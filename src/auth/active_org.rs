@@ -11,6 +11,8 @@
 use uuid::Uuid;
 
 use super::viewer::MembershipRecord;
+#[cfg(test)]
+use super::viewer::MembershipRow;
 use crate::authz::{AccessReason, Action, Decision, Role, policy};
 
 /// The choice.
@@ -62,22 +64,11 @@ pub fn choose(
 
 /// A refused `X-Organization-Id`, as READ_ORGANIZATION of it.
 pub fn refused(reason: AccessReason, viewer_role: Option<Role>, org: Option<Uuid>) -> Decision {
-    let rule = policy::rule(Action::ReadOrganization);
-    Decision {
-        allowed: false,
-        reason,
-        action: Action::ReadOrganization,
-        required_roles: rule.required_roles(),
-        viewer_role,
-        organization_id: org,
-        policy: rule.name,
-    }
+    Decision { reason, viewer_role, organization_id: org, ..policy::not_found(Action::ReadOrganization) }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use chrono::Utc;
 
     use super::*;
@@ -92,16 +83,13 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
         };
-        MembershipRecord {
+        let row = MembershipRow {
             id: Uuid::from_u128(100 + n),
-            organization_id: org.id,
-            organization_slug: slug.into(),
-            organization_external_id: Some(ext.into()),
             role: Role::Member,
             is_active: active,
             joined_at: Utc::now(),
-            organization: Arc::new(org),
-        }
+        };
+        MembershipRecord::new(row, org, Vec::new(), Vec::new(), &crate::authz::roles::Policy::default())
     }
 
     #[test]

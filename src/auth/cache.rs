@@ -197,23 +197,27 @@ mod tests {
             },
             memberships: orgs
                 .iter()
-                .map(|o| MembershipRecord {
-                    id: Uuid::now_v7(),
-                    organization_id: *o,
-                    organization_slug: "s".into(),
-                    organization_external_id: None,
-                    role: crate::authz::Role::Member,
-                    is_active: true,
-                    joined_at: Utc::now(),
-                    organization: std::sync::Arc::new(entity::organization::Model {
-                        id: *o,
-                        external_id: None,
-                        name: "S".into(),
-                        slug: "s".into(),
-                        storage_bucket: "org-s".into(),
-                        created_at: Utc::now(),
-                        updated_at: Utc::now(),
-                    }),
+                .map(|o| {
+                    MembershipRecord::new(
+                        crate::auth::viewer::MembershipRow {
+                            id: Uuid::now_v7(),
+                            role: crate::authz::Role::Member,
+                            is_active: true,
+                            joined_at: Utc::now(),
+                        },
+                        entity::organization::Model {
+                            id: *o,
+                            external_id: None,
+                            name: "S".into(),
+                            slug: "s".into(),
+                            storage_bucket: "org-s".into(),
+                            created_at: Utc::now(),
+                            updated_at: Utc::now(),
+                        },
+                        Vec::new(),
+                        Vec::new(),
+                        &crate::authz::roles::Policy::default(),
+                    )
                 })
                 .collect(),
             pending_invitations: false,

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     authz::Role,
-    config::{AuthConfig, ClaimsConfig, ClaimsPreset},
+    config::{AuthConfig, ClaimsConfig, ClaimsPreset, RoleTarget},
 };
 
 /// A path into the claims: a dot path (`realm_access.roles`) or a namespaced claim
@@ -49,12 +49,18 @@ pub struct ClaimMapping {
     pub org: Vec<ClaimPath>,
     pub org_name: Vec<ClaimPath>,
     pub roles: Vec<ClaimPath>,
+    /// The token's permissions (mapped to grants by the policy file's `[idp.permissions]`).
+    pub permissions: Vec<ClaimPath>,
 }
 
 impl ClaimMapping {
     /// The configured preset with its overrides.
     pub fn from_config(c: &ClaimsConfig) -> Self {
-        Self::new(c.preset, c.org.as_deref(), c.org_name.as_deref(), c.roles.as_deref())
+        let mut m = Self::new(c.preset, c.org.as_deref(), c.org_name.as_deref(), c.roles.as_deref());
+        if let Some(p) = c.permissions.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            m.permissions = vec![ClaimPath::new(p)];
+        }
+        m
     }
 
     /// The preset's paths, each replaced by its override when one is given.
@@ -78,7 +84,18 @@ impl ClaimMapping {
             Some(p) => vec![ClaimPath::new(p)],
             None => paths(default),
         };
-        Self { preset, org: pick(org, o), org_name: pick(org_name, n), roles: pick(roles, r) }
+        let permissions: &[&str] = match preset {
+            ClaimsPreset::Auth0 | ClaimsPreset::Frontegg => &["permissions"],
+            ClaimsPreset::Clerk => &["o.per"],
+            _ => &[],
+        };
+        Self {
+            preset,
+            org: pick(org, o),
+            org_name: pick(org_name, n),
+            roles: pick(roles, r),
+            permissions: paths(permissions),
+        }
     }
 
     fn first<'a>(paths: &[ClaimPath], claims: &'a Map<String, Value>) -> Option<&'a Value> {
@@ -96,7 +113,17 @@ impl ClaimMapping {
 
     /// The raw identity-provider roles.
     pub fn roles(&self, claims: &Map<String, Value>) -> Vec<String> {
-        match Self::first(&self.roles, claims) {
+        Self::strings(Self::first(&self.roles, claims))
+    }
+
+    /// The token's permissions, as it lists them.
+    pub fn permissions(&self, claims: &Map<String, Value>) -> Vec<String> {
+        Self::strings(Self::first(&self.permissions, claims))
+    }
+
+    /// A list of strings, or one string separated by commas or spaces.
+    fn strings(v: Option<&Value>) -> Vec<String> {
+        match v {
             Some(Value::String(s)) => {
                 s.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
             }
@@ -133,6 +160,16 @@ impl ClaimMapping {
             };
             set_path(claims, &self.roles[0], v);
         }
+    }
+
+    /// Writes the token's permissions where this mapping reads them (`permissions` when
+    /// it reads none).
+    pub fn encode_permissions(&self, claims: &mut Map<String, Value>, permissions: &[String]) {
+        if permissions.is_empty() {
+            return;
+        }
+        let path = self.permissions.first().cloned().unwrap_or_else(|| ClaimPath::new("permissions"));
+        set_path(claims, &path, Value::Array(permissions.iter().cloned().map(Value::String).collect()));
     }
 }
 
@@ -186,9 +223,10 @@ pub struct OrgClaim {
     pub name: Option<String>,
 }
 
-/// IdP role name → organization role. Case-insensitive; an `org:` prefix is ignored.
+/// IdP role name → organization role (or custom role key). Case-insensitive; an `org:`
+/// prefix is ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleMap(HashMap<String, Role>);
+pub struct RoleMap(HashMap<String, RoleTarget>);
 
 impl Default for RoleMap {
     fn default() -> Self {
@@ -207,7 +245,7 @@ impl Default for RoleMap {
             ("read_only", Role::Viewer),
             ("guest", Role::Viewer),
         ] {
-            m.insert(k.to_owned(), r);
+            m.insert(k.to_owned(), RoleTarget::BuiltIn(r));
         }
         Self(m)
     }
@@ -220,17 +258,36 @@ impl RoleMap {
     }
 
     /// The built-in map plus `extra` (COURSEGRAPH_ROLE_MAP's pairs); extras win.
-    pub fn with_extras(extra: &[(String, Role)]) -> Self {
+    pub fn with_extras(extra: &[(String, RoleTarget)]) -> Self {
         let mut map = Self::default();
-        for (k, role) in extra {
-            map.0.insert(Self::key(k), *role);
+        for (k, target) in extra {
+            map.0.insert(Self::key(k), target.clone());
         }
         map
     }
 
-    /// The highest role any of `roles` maps to.
+    /// The highest built-in role any of `roles` maps to.
     pub fn map(&self, roles: &[String]) -> Option<Role> {
-        roles.iter().filter_map(|r| self.0.get(&Self::key(r)).copied()).max()
+        roles
+            .iter()
+            .filter_map(|r| match self.0.get(&Self::key(r)) {
+                Some(RoleTarget::BuiltIn(role)) => Some(*role),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// The custom role keys `roles` map to, in the token's order, each once.
+    pub fn custom(&self, roles: &[String]) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for r in roles {
+            if let Some(RoleTarget::Custom(k)) = self.0.get(&Self::key(r))
+                && !keys.contains(k)
+            {
+                keys.push(k.clone());
+            }
+        }
+        keys
     }
 }
 
@@ -248,6 +305,10 @@ pub struct Identity {
     pub idp_roles: Vec<String>,
     /// The organization role they map to, if any.
     pub role: Option<Role>,
+    /// The custom role keys they map to (COURSEGRAPH_ROLE_MAP).
+    pub custom_roles: Vec<String>,
+    /// The token's permissions, as listed (COURSEGRAPH_CLAIM_PERMISSIONS).
+    pub permissions: Vec<String>,
     pub platform_admin: bool,
 }
 
@@ -309,6 +370,8 @@ pub fn identity_from_claims(
         picture: s("picture").or_else(|| s("user_metadata.avatar_url")),
         organization: mapping.organization(claims),
         role: role_map.map(&idp_roles),
+        custom_roles: role_map.custom(&idp_roles),
+        permissions: mapping.permissions(claims),
         idp_roles,
         platform_admin,
     }

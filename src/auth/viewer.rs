@@ -6,7 +6,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::authz::{Resource, Role, Subject, policy::Standing};
+use crate::authz::{
+    Action, Resource, Role, Subject,
+    grants::GrantSet,
+    policy::{self, Held, Standing},
+    roles::{Policy, RoleGrants},
+};
 
 /// The viewer's user row (what the API may show of it).
 #[derive(Clone, Debug, PartialEq)]
@@ -30,11 +35,61 @@ pub struct MembershipRecord {
     pub role: Role,
     pub is_active: bool,
     pub joined_at: DateTime<Utc>,
+    /// The custom (or policy-file) roles assigned to the membership, by key.
+    pub roles: Vec<Arc<str>>,
+    /// What the membership holds as stored: its built-in role's grants and its assigned
+    /// roles'. Token permissions come on top, per request (`Viewer::token_grants`).
+    pub grants: GrantSet,
+    /// The organization's own roles, read with the viewer: what `grantingRoles` lists
+    /// besides the built-in and policy-file roles.
+    pub organization_roles: Arc<[RoleGrants]>,
     /// The organization's row as read with the viewer. Reads of an organization the viewer
     /// actively belongs to are answered from it: it is as fresh as the viewer's memberships
     /// (the context cache drops the viewer on `Change::Organization`, and a request that
     /// changes the organization re-reads the viewer).
     pub organization: Arc<entity::organization::Model>,
+}
+
+/// What a membership row says of itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MembershipRow {
+    pub id: Uuid,
+    pub role: Role,
+    pub is_active: bool,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<entity::membership::Model> for MembershipRow {
+    fn from(m: entity::membership::Model) -> Self {
+        Self { id: m.id, role: m.role, is_active: m.is_active, joined_at: m.joined_at }
+    }
+}
+
+impl MembershipRecord {
+    /// Membership `m` of `organization` with the roles `roles` assigned, its stored grants
+    /// resolved under `policy` against the organization's own roles.
+    pub fn new(
+        m: MembershipRow,
+        organization: entity::organization::Model,
+        roles: Vec<Arc<str>>,
+        organization_roles: Vec<RoleGrants>,
+        policy: &Policy,
+    ) -> Self {
+        let grants = policy.stored_grants(m.role, roles.iter().map(|k| &**k), &organization_roles);
+        Self {
+            id: m.id,
+            organization_id: organization.id,
+            organization_slug: organization.slug.clone(),
+            organization_external_id: organization.external_id.clone(),
+            role: m.role,
+            is_active: m.is_active,
+            joined_at: m.joined_at,
+            roles,
+            grants,
+            organization_roles: organization_roles.into(),
+            organization: Arc::new(organization),
+        }
+    }
 }
 
 /// The email the request's token carries (not the stored one): what invitations are
@@ -67,6 +122,25 @@ pub struct Viewer {
     pub platform_admin: bool,
     /// The token's email, if it has one.
     pub email: Option<EmailClaim>,
+    /// The effective policy the viewer's grants were computed with.
+    pub policy: Arc<Policy>,
+    /// Grants the token brings (COURSEGRAPH_ROLE_SOURCE=token): its permissions and
+    /// custom role keys, in the token's organization only, never stored.
+    pub token_grants: Option<TokenGrants>,
+}
+
+/// What a token adds to an active membership in its organization, per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenGrants {
+    pub organization_id: Uuid,
+    /// Each source as `grantedBy` names it (`token:<permission>`), with its grants.
+    pub held: Vec<Held>,
+}
+
+impl TokenGrants {
+    pub fn grants(&self) -> GrantSet {
+        self.held.iter().fold(GrantSet::EMPTY, |g, h| g.union(h.grants))
+    }
 }
 
 impl Viewer {
@@ -76,6 +150,16 @@ impl Viewer {
 
     pub fn active_memberships(&self) -> impl Iterator<Item = &MembershipRecord> {
         self.memberships.iter().filter(|m| m.is_active)
+    }
+
+    /// The effective grants in `org`: stored, plus what the token brings there. Empty
+    /// without an active membership (a platform admin's powers are the policy's to grant).
+    pub fn grants_in(&self, org: Uuid) -> GrantSet {
+        let Some(m) = self.membership(org).filter(|m| m.is_active) else { return GrantSet::EMPTY };
+        match &self.token_grants {
+            Some(t) if t.organization_id == org => m.grants.union(t.grants()),
+            _ => m.grants,
+        }
     }
 
     /// The role in the active organization (ADMIN for a platform admin).
@@ -114,6 +198,11 @@ pub fn tenancy(viewer: Option<&Viewer>) -> crate::db::Tenancy {
             platform_admin: v.platform_admin,
             email: v.email.as_ref().map(|e| e.address.clone()),
             email_verified: v.email.as_ref().is_some_and(|e| e.verified),
+            draft_org_ids: match policy::scope(v, Action::ReadDraftCourse) {
+                policy::OrgScope::Only(orgs) => orgs,
+                policy::OrgScope::All => Vec::new(),
+            },
+            own_draft_org_ids: policy::own_scope(v, Action::ReadDraftCourse),
         },
     }
 }
@@ -128,10 +217,35 @@ impl Subject for Viewer {
     }
 
     fn standing(&self, org: Uuid) -> Option<Standing> {
-        self.membership(org).map(|m| if m.is_active { Standing::Active(m.role) } else { Standing::Inactive(m.role) })
+        self.membership(org).map(|m| {
+            if m.is_active {
+                Standing::Active { role: m.role, grants: self.grants_in(org) }
+            } else {
+                Standing::Inactive(m.role)
+            }
+        })
     }
 
-    fn active_roles(&self) -> Vec<(Uuid, Role)> {
-        self.active_memberships().map(|m| (m.organization_id, m.role)).collect()
+    fn active_grants(&self) -> Vec<(Uuid, GrantSet)> {
+        self.active_memberships().map(|m| (m.organization_id, self.grants_in(m.organization_id))).collect()
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn held(&self, org: Uuid) -> Vec<Held> {
+        let Some(m) = self.membership(org).filter(|m| m.is_active) else { return Vec::new() };
+        let built_in = Held { key: m.role.as_str().to_owned(), grants: self.policy.built_in(m.role) };
+        let assigned = m.roles.iter().filter_map(|k| {
+            let grants = self.policy.grants_of(k, &m.organization_roles)?;
+            Some(Held { key: k.to_string(), grants })
+        });
+        let token = self.token_grants.iter().filter(|t| t.organization_id == org).flat_map(|t| t.held.iter().cloned());
+        std::iter::once(built_in).chain(assigned).chain(token).collect()
+    }
+
+    fn organization_roles(&self, org: Uuid) -> &[RoleGrants] {
+        self.membership(org).map(|m| &*m.organization_roles).unwrap_or(&[])
     }
 }

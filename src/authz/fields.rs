@@ -2,10 +2,7 @@
 //! without one (deny by default); guards, introspection visibility, the doctor and
 //! `docs/PERMISSIONS.md` read this table.
 
-use super::{
-    Action, Role,
-    policy::{Target, rule},
-};
+use super::{Action, grants::GrantSet, policy::Target};
 
 /// How a GraphQL field is protected. Every field of every object type has one
 /// (a test walks the schema registry); a field with no entry is a build failure.
@@ -50,6 +47,11 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Mutation", "inviteMember", Guarded(ManageMembers)),
         ("Mutation", "revokeInvitation", Guarded(ManageMembers)),
         ("Mutation", "acceptInvitation", Guarded(AcceptInvitation)),
+        ("Mutation", "createRole", Guarded(ManageRoles)),
+        ("Mutation", "updateRole", Guarded(ManageRoles)),
+        ("Mutation", "deleteRole", Guarded(ManageRoles)),
+        ("Mutation", "assignRole", Guarded(ManageRoles)),
+        ("Mutation", "unassignRole", Guarded(ManageRoles)),
         // Subscription: entry points, each checked when it starts and at every event.
         ("Subscription", "courseChanges", Guarded(ReadCourse)),
         ("Subscription", "trackChanges", Guarded(ReadCourse)),
@@ -69,6 +71,7 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Viewer", "activeRole", Authenticated),
         ("Viewer", "isPlatformAdmin", Authenticated),
         ("Viewer", "invitations", Authenticated),
+        ("Viewer", "grants", Authenticated),
         // User: public profile to anyone who can reach the row; private fields guarded.
         ("User", "id", Parent),
         ("User", "name", Parent),
@@ -88,12 +91,14 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Organization", "invitations", Guarded(ManageMembers)),
         ("Organization", "auditLog", Guarded(ReadAuditLog)),
         ("Organization", "viewerCan", Parent),
+        ("Organization", "roles", Guarded(ReadMembers)),
         ("OrganizationPermissions", "update", Parent),
         ("OrganizationPermissions", "readSettings", Parent),
         ("OrganizationPermissions", "readMembers", Parent),
         ("OrganizationPermissions", "manageMembers", Parent),
         ("OrganizationPermissions", "createCourse", Parent),
         ("OrganizationPermissions", "readAuditLog", Parent),
+        ("OrganizationPermissions", "manageRoles", Parent),
         // Membership: reachable through members (READ_MEMBERS) or the viewer's own.
         ("Membership", "id", Parent),
         ("Membership", "user", Parent),
@@ -101,6 +106,20 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("Membership", "role", Parent),
         ("Membership", "isActive", Parent),
         ("Membership", "joinedAt", Parent),
+        // Assigned custom roles and stored grants: READ_MEMBERS, or the membership's own user.
+        ("Membership", "roles", Guarded(ReadMembers)),
+        ("Membership", "grants", Guarded(ReadMembers)),
+        // Role: reachable through Organization.roles (READ_MEMBERS), a membership's roles, or
+        // returned by the role mutations (MANAGE_ROLES).
+        ("Role", "id", Parent),
+        ("Role", "key", Parent),
+        ("Role", "name", Parent),
+        ("Role", "description", Parent),
+        ("Role", "builtIn", Parent),
+        ("Role", "organization", Parent),
+        ("Role", "grants", Parent),
+        ("PermissionGrant", "action", Parent),
+        ("PermissionGrant", "scope", Parent),
         ("MembershipConnection", "edges", Parent),
         ("MembershipConnection", "nodes", Parent),
         ("MembershipConnection", "pageInfo", Parent),
@@ -186,6 +205,8 @@ pub const FIELD_RULES: &[(&str, &str, FieldAccess)] = {
         ("AccessDecision", "viewerRole", Authenticated),
         ("AccessDecision", "organizationId", Authenticated),
         ("AccessDecision", "policy", Authenticated),
+        ("AccessDecision", "grantedBy", Authenticated),
+        ("AccessDecision", "grantingRoles", Authenticated),
         // Reached only through whoCan, which required MANAGE_MEMBERS.
         ("AccessGrant", "membership", Parent),
         ("AccessGrant", "reason", Parent),
@@ -199,15 +220,16 @@ pub fn field_access(type_name: &str, field: &str) -> Option<FieldAccess> {
     FIELD_RULES.iter().find(|(t, f, _)| *t == type_name && *f == field).map(|(_, _, a)| *a)
 }
 
-/// Whether a field appears in introspection for a viewer whose highest role is `highest`.
-/// Hiding is a courtesy, never the protection: the resolver's guard runs regardless.
-pub fn field_visible_to(access: FieldAccess, highest: Option<Role>) -> bool {
+/// Whether a field appears in introspection for a viewer holding `held` somewhere, where
+/// every member holds `everyone` (the VIEWER role's grants): a field guarded by an action
+/// the viewer can never be granted is hidden. Hiding is a courtesy, never the protection:
+/// the resolver's guard runs regardless.
+pub fn field_visible_to(access: FieldAccess, held: GrantSet, everyone: GrantSet) -> bool {
     match access {
         FieldAccess::Guarded(action) => {
-            let rule = rule(action);
-            rule.self_grants
-                || matches!(action.target(), Target::Organization | Target::Course) && rule.min_role == Role::Viewer
-                || highest.is_some_and(|h| rule.required_roles().contains(&h))
+            action.self_grants()
+                || matches!(action.target(), Target::Organization | Target::Course) && everyone.has(action)
+                || held.has(action)
         }
         _ => true,
     }
@@ -227,17 +249,24 @@ mod tests {
     }
 
     #[test]
-    fn guarded_fields_are_hidden_only_from_roles_that_can_never_read_them() {
-        let bucket = field_access("Organization", "storageBucket").unwrap();
-        assert!(field_visible_to(bucket, Some(Role::Admin)));
-        assert!(!field_visible_to(bucket, Some(Role::Instructor)));
-        assert!(!field_visible_to(bucket, None));
-        let meta = field_access("Course", "metadata").unwrap();
-        assert!(field_visible_to(meta, Some(Role::Instructor)));
-        assert!(!field_visible_to(meta, Some(Role::Member)));
-        let email = field_access("User", "email").unwrap();
-        assert!(field_visible_to(email, Some(Role::Viewer)));
-        let courses = field_access("Organization", "courses").unwrap();
-        assert!(field_visible_to(courses, Some(Role::Viewer)));
+    fn guarded_fields_are_hidden_only_from_grant_sets_that_can_never_read_them() {
+        use crate::authz::{Role, grants::default_grants};
+        let everyone = default_grants(Role::Viewer);
+        let visible = |type_name, field, role: Option<Role>| {
+            let held = role.map(default_grants).unwrap_or_default();
+            field_visible_to(field_access(type_name, field).unwrap(), held, everyone)
+        };
+        assert!(visible("Organization", "storageBucket", Some(Role::Admin)));
+        assert!(!visible("Organization", "storageBucket", Some(Role::Instructor)));
+        assert!(!visible("Organization", "storageBucket", None));
+        assert!(visible("Course", "metadata", Some(Role::Instructor)));
+        assert!(!visible("Course", "metadata", Some(Role::Member)));
+        assert!(visible("User", "email", Some(Role::Viewer)));
+        assert!(visible("Organization", "courses", Some(Role::Viewer)));
+        assert!(visible("Mutation", "createRole", Some(Role::Admin)));
+        assert!(!visible("Mutation", "createRole", Some(Role::Instructor)));
+        // A custom grant makes its field visible.
+        let ta = default_grants(Role::Member).with(crate::authz::grants::Grant::own(Action::ManageTracks));
+        assert!(field_visible_to(field_access("Mutation", "createTrack").unwrap(), ta, everyone));
     }
 }

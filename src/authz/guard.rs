@@ -89,7 +89,8 @@ pub fn refuse(subject: &Viewer, d: Decision, at: At<'_>) -> AppError {
         viewer_role = d.viewer_role.map(|r| r.as_str()));
     note(subject, &d, at);
     let org = d.organization_id.and_then(|o| subject.membership(o)).map(|m| m.organization_slug.clone());
-    AppError::forbidden_in(d, org)
+    let granting = policy::granting_roles(subject, &d);
+    AppError::forbidden_in(d, org, granting)
 }
 
 fn note(subject: &Viewer, d: &Decision, at: At<'_>) {

@@ -25,18 +25,26 @@ pub fn organizations(s: &impl Subject) -> Condition {
     in_scope(organization::Column::Id, policy::scope(s, Action::ReadOrganization))
 }
 
-/// Courses the subject may read: published ones of their organizations, and drafts of
-/// the organizations where their role reads drafts.
+/// Courses the subject may read: published ones of their organizations, drafts of the
+/// organizations where they read drafts, and their own drafts where they read those
+/// (`READ_DRAFT_COURSE:OWN`).
 pub fn courses(s: &impl Subject) -> Condition {
     let read = policy::scope(s, Action::ReadCourse);
     if read == OrgScope::All {
         return Condition::all();
     }
-    Condition::all().add(in_scope(course::Column::OrganizationId, read)).add(
-        Condition::any()
-            .add(course::Column::IsPublished.eq(true))
-            .add(in_scope(course::Column::OrganizationId, policy::scope(s, Action::ReadDraftCourse))),
-    )
+    let mut drafts = Condition::any()
+        .add(course::Column::IsPublished.eq(true))
+        .add(in_scope(course::Column::OrganizationId, policy::scope(s, Action::ReadDraftCourse)));
+    let own = policy::own_scope(s, Action::ReadDraftCourse);
+    if !own.is_empty() {
+        drafts = drafts.add(
+            Condition::all()
+                .add(course::Column::InstructorId.eq(s.user_id()))
+                .add(course::Column::OrganizationId.is_in(own)),
+        );
+    }
+    Condition::all().add(in_scope(course::Column::OrganizationId, read)).add(drafts)
 }
 
 /// Tracks of readable organizations (callers also join `courses` and apply [`courses`],

@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `schema`, `permissions`, `token`,
-//! `seed`, `doctor`. Each subcommand offers the flags of the options it uses and reads
+//! The command line: `serve` (the default), `migrate`, `schema`, `permissions`, `policy
+//! check`, `token`, `seed`, `doctor`. Each subcommand offers the flags of the options it uses and reads
 //! every other option from the environment; errors about an option name its variable.
 
 mod run;
@@ -45,8 +45,11 @@ pub enum Command {
     Migrate(MigrateCommand),
     /// Print the GraphQL SDL (what `schema.graphql` holds).
     Schema,
-    /// Print the permission matrix and field rules (what `docs/PERMISSIONS.md` holds).
-    Permissions,
+    /// Print the effective permission matrix and field rules (with COURSEGRAPH_POLICY's
+    /// file; `docs/PERMISSIONS.md` holds the default policy's).
+    Permissions(PolicyArgs),
+    /// The policy file: `coursegraph policy check [FILE]`.
+    Policy(PolicyCommand),
     /// Print an HS256 token signed with the configured (or development) secret.
     Token(Box<TokenCommand>),
     /// Fill the database with a small demo data set (idempotent) and print tokens for it.
@@ -54,6 +57,32 @@ pub enum Command {
     /// Explain why a token is refused or an operation denied, check by check; writes nothing.
     /// Exit code 0: accepted (and every field of --query allowed); 1: not; 2: usage error.
     Doctor(Box<DoctorCommand>),
+}
+
+/// The policy file a command reads.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// A policy file (TOML): built-in roles' grants, roles offered in every organization,
+    /// and token permissions mapped to grants.
+    #[arg(long, env = "COURSEGRAPH_POLICY")]
+    pub policy: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCommand {
+    #[command(subcommand)]
+    pub action: PolicyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Check a policy file without serving: exit 0, or 1 with every problem as
+    /// `FILE:LINE:COLUMN: message`.
+    Check {
+        /// The file (default: COURSEGRAPH_POLICY).
+        #[arg(env = "COURSEGRAPH_POLICY")]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +166,7 @@ impl Command {
                 env: d.env, database: d.database, keys: d.keys, verify: d.verify,
                 claims: d.claims, roles: d.roles, invitations: d.invitations,
             ),
-            Command::Schema | Command::Permissions => ConfigArgs::from_env(),
+            Command::Schema | Command::Permissions(_) | Command::Policy(_) => ConfigArgs::from_env(),
         }
         .map_err(|e| refusal(e, &Cli::command()))?;
         Ok(Config::from_args(&args)?)

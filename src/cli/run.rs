@@ -8,13 +8,21 @@ use crate::{
     db, doctor, graphql, seed, telemetry, token,
 };
 
-use super::{Command, Refusal, emit};
+use super::{Command, PolicyAction, PolicyCommand, Refusal, emit};
 
 /// Runs `command`; returns the process's exit code.
 pub fn run(command: Command) -> u8 {
     match &command {
         Command::Schema => return output(&graphql::schema::sdl()),
-        Command::Permissions => return output(&authz::docs::permissions_markdown()),
+        Command::Permissions(p) => {
+            return match load_policy(p.policy.as_deref()) {
+                Ok(policy) => output(&authz::docs::permissions_markdown(&policy)),
+                Err(problems) => refused(&Refusal { message: format!("{problems}\n"), code: 2, stdout: false }),
+            };
+        }
+        Command::Policy(PolicyCommand { action: PolicyAction::Check { file } }) => {
+            return policy_check(file.as_deref());
+        }
         _ => {}
     }
     let config = match command.config() {
@@ -78,6 +86,38 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The policy file at `path` (the defaults without one).
+fn load_policy(path: Option<&std::path::Path>) -> Result<authz::roles::Policy, authz::policy_file::Problems> {
+    match path.filter(|p| !p.as_os_str().is_empty()) {
+        None => Ok(authz::roles::Policy::default()),
+        Some(p) => authz::policy_file::load(p),
+    }
+}
+
+/// `policy check`: 0 and a summary, or 1 and every problem (2: no file named).
+fn policy_check(file: Option<&std::path::Path>) -> u8 {
+    let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) else {
+        return refused(&Refusal {
+            message: "error: no policy file: pass FILE or set COURSEGRAPH_POLICY\n".into(),
+            code: 2,
+            stdout: false,
+        });
+    };
+    match authz::policy_file::load(path) {
+        Ok(p) => output(&format!(
+            "{}: ok ({} built-in roles, {} policy-file roles, {} token permissions)\n",
+            path.display(),
+            authz::Role::ALL.len(),
+            p.file_roles().len(),
+            p.permissions().len()
+        )),
+        Err(problems) => match output(&format!("{problems}\n")) {
+            0 => 1,
+            code => code,
+        },
+    }
 }
 
 /// Says where development mode's secret was just created (`serve` logs it at start).

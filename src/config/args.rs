@@ -137,15 +137,27 @@ pub struct ClaimArgs {
     /// Override the roles claim path.
     #[arg(long, env = "COURSEGRAPH_CLAIM_ROLES")]
     pub claim_roles: Option<String>,
+
+    /// The token's permission claim (a list, or a space- or comma-separated string),
+    /// mapped to grants by the policy file's `[idp.permissions]` with
+    /// COURSEGRAPH_ROLE_SOURCE=token. Presets: `permissions` (auth0, frontegg), `o.per` (clerk).
+    #[arg(long, env = "COURSEGRAPH_CLAIM_PERMISSIONS")]
+    pub claim_permissions: Option<String>,
 }
 
 /// How identity-provider roles become organization roles.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Roles")]
 pub struct RoleArgs {
-    /// Extra `idp-role=ROLE` pairs, comma separated (e.g. `Admin=ADMIN,Teacher=INSTRUCTOR`).
+    /// Extra `idp-role=ROLE` pairs, comma separated (e.g. `Admin=ADMIN,Teacher=INSTRUCTOR`);
+    /// ROLE is a built-in role or a custom role key (`TA=teaching_assistant`).
     #[arg(long, env = "COURSEGRAPH_ROLE_MAP")]
     pub role_map: Option<String>,
+
+    /// A policy file (TOML): built-in roles' grants, roles offered in every organization,
+    /// and token permissions mapped to grants. `coursegraph policy check` validates it.
+    #[arg(long, env = "COURSEGRAPH_POLICY")]
+    pub policy: Option<std::path::PathBuf>,
 
     /// Role of a new membership when the token names none that maps.
     #[arg(long, env = "COURSEGRAPH_DEFAULT_ROLE", default_value = "MEMBER")]

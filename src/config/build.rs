@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use super::{
     AuthConfig, ClaimsConfig, ConfigArgs, ConfigError, CorsConfig, DEFAULT_DATABASE_URL, DatabaseConfig,
-    InvitationConfig, JwksTimings, Limits, LogFormat, PreparedStatements, Secret, SecretSource, ServerConfig, args,
-    dev_secret,
+    InvitationConfig, JwksTimings, Limits, LogFormat, PreparedStatements, RoleTarget, Secret, SecretSource,
+    ServerConfig, args, dev_secret,
 };
 use crate::authz::Role;
 
@@ -180,8 +180,10 @@ pub(super) fn auth(a: &ConfigArgs, production: bool) -> Result<AuthConfig, Confi
             org: non_empty(&c.claim_org),
             org_name: non_empty(&c.claim_org_name),
             roles: non_empty(&c.claim_roles),
+            permissions: non_empty(&c.claim_permissions),
         },
         role_map,
+        policy: std::sync::Arc::new(policy(r.policy.as_deref())?),
         default_role,
         role_source: r.role_source,
         platform_admin_role: non_empty(&r.platform_admin_role),
@@ -189,17 +191,34 @@ pub(super) fn auth(a: &ConfigArgs, production: bool) -> Result<AuthConfig, Confi
     })
 }
 
-/// `Admin=ADMIN,Teacher=INSTRUCTOR` → the pairs.
-pub fn parse_role_map(s: Option<&str>) -> Result<Vec<(String, Role)>, String> {
+/// COURSEGRAPH_POLICY's file, checked (every problem, one per line), or the defaults.
+fn policy(path: Option<&std::path::Path>) -> Result<crate::authz::roles::Policy, ConfigError> {
+    match path.filter(|p| !p.as_os_str().is_empty()) {
+        None => Ok(crate::authz::roles::Policy::default()),
+        Some(p) => crate::authz::policy_file::load(p)
+            .map_err(|problems| ConfigError(format!("COURSEGRAPH_POLICY: the policy file is invalid:\n{problems}"))),
+    }
+}
+
+/// `Admin=ADMIN,Teacher=INSTRUCTOR,TA=teaching_assistant` → the pairs.
+pub fn parse_role_map(s: Option<&str>) -> Result<Vec<(String, RoleTarget)>, String> {
     let mut out = Vec::new();
     for pair in s.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not of the form idp-role=ROLE"))?;
-        let role =
-            Role::parse(v).ok_or_else(|| format!("`{v}` in `{pair}` is not ADMIN, INSTRUCTOR, MEMBER or VIEWER"))?;
+        let v = v.trim();
+        let target = match Role::parse(v) {
+            Some(r) => RoleTarget::BuiltIn(r),
+            None if crate::authz::roles::is_valid_key(v) => RoleTarget::Custom(v.to_owned()),
+            None => {
+                return Err(format!(
+                    "`{v}` in `{pair}` is neither ADMIN, INSTRUCTOR, MEMBER or VIEWER nor a role key (^[a-z][a-z0-9_]{{0,62}}$)"
+                ));
+            }
+        };
         if k.trim().is_empty() {
             return Err(format!("`{pair}` has an empty IdP role name"));
         }
-        out.push((k.trim().to_owned(), role));
+        out.push((k.trim().to_owned(), target));
     }
     Ok(out)
 }

@@ -162,6 +162,14 @@ pub struct ClaimsConfig {
     pub org: Option<String>,
     pub org_name: Option<String>,
     pub roles: Option<String>,
+    pub permissions: Option<String>,
+}
+
+/// What an identity-provider role maps to: a built-in role, or a custom role's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleTarget {
+    BuiltIn(Role),
+    Custom(String),
 }
 
 /// Token verification and identity mapping.
@@ -176,7 +184,9 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     pub claims: ClaimsConfig,
     /// COURSEGRAPH_ROLE_MAP's pairs (IdP role → role), on top of the built-in map.
-    pub role_map: Vec<(String, Role)>,
+    pub role_map: Vec<(String, RoleTarget)>,
+    /// The effective policy: the built-in grants, changed by COURSEGRAPH_POLICY's file.
+    pub policy: std::sync::Arc<crate::authz::roles::Policy>,
     pub default_role: Role,
     pub role_source: RoleSource,
     pub platform_admin_role: Option<String>,
@@ -347,6 +357,10 @@ mod tests {
     #[test]
     fn role_map_pairs() {
         assert_eq!(parse_role_map(Some("Teacher=INSTRUCTOR, boss=admin")).unwrap().len(), 2);
+        assert_eq!(
+            parse_role_map(Some("TA=teaching_assistant")).unwrap(),
+            [("TA".to_owned(), RoleTarget::Custom("teaching_assistant".into()))]
+        );
         assert!(parse_role_map(Some("Teacher=BOSS")).is_err());
         assert!(parse_role_map(Some("=ADMIN")).is_err());
         assert!(parse_role_map(Some("nope")).is_err());

@@ -28,23 +28,30 @@ pub struct Tenancy {
     /// when it is verified.
     pub email: Option<String>,
     pub email_verified: bool,
+    /// The organizations whose drafts the viewer reads (READ_DRAFT_COURSE held there), and
+    /// those where only the drafts of the courses they teach (READ_DRAFT_COURSE:OWN).
+    pub draft_org_ids: Vec<Uuid>,
+    pub own_draft_org_ids: Vec<Uuid>,
 }
 
 impl Tenancy {
     fn statement(&self, role: &str) -> Statement {
-        let orgs = self.org_ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
+        let list = |ids: &[Uuid]| ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
         Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT set_config('role', $1, true), set_config('app.user_id', $2, true), \
              set_config('app.org_ids', $3, true), set_config('app.platform_admin', $4, true), \
-             set_config('app.email', $5, true), set_config('app.email_verified', $6, true)",
+             set_config('app.email', $5, true), set_config('app.email_verified', $6, true), \
+             set_config('app.draft_org_ids', $7, true), set_config('app.own_draft_org_ids', $8, true)",
             [
                 role.into(),
                 self.user_id.map(|u| u.to_string()).unwrap_or_default().into(),
-                orgs.into(),
+                list(&self.org_ids).into(),
                 if self.platform_admin { "on" } else { "off" }.into(),
                 self.email.clone().unwrap_or_default().into(),
                 if self.email_verified { "on" } else { "off" }.into(),
+                list(&self.draft_org_ids).into(),
+                list(&self.own_draft_org_ids).into(),
             ],
         )
     }

@@ -11,7 +11,7 @@ use crate::{
         Identity,
         claims::{ClaimMapping, ClaimPath},
     },
-    config::ClaimsPreset,
+    config::{ClaimsPreset, RoleSource},
 };
 
 /// Claim paths where identity providers put an organization, for the "found one where
@@ -116,7 +116,49 @@ impl Doctor<'_> {
         }
     }
 
+    /// The roles claim, and what the token's custom roles and permissions do.
     pub(super) fn roles_claim(&self, claims: &Map<String, Value>, identity: &Identity) -> Check {
+        let mut check = self.built_in_roles_claim(claims, identity);
+        check.detail.push_str(&self.roles_as_data(identity));
+        check
+    }
+
+    /// What the token's custom role keys and permissions bring, in this role-source mode.
+    fn roles_as_data(&self, identity: &Identity) -> String {
+        let auth = &self.config.auth;
+        let mut note = String::new();
+        let database = auth.role_source == RoleSource::Database;
+        if !identity.custom_roles.is_empty() {
+            let how = if database {
+                "assigned to a new membership (COURSEGRAPH_ROLE_SOURCE=database)"
+            } else {
+                "added to the membership on every request (COURSEGRAPH_ROLE_SOURCE=token)"
+            };
+            note.push_str(&format!("; custom roles {:?}: {how}", identity.custom_roles));
+        }
+        if identity.permissions.is_empty() {
+            return note;
+        }
+        if database {
+            note.push_str(&format!(
+                "; permissions {:?} are ignored (COURSEGRAPH_ROLE_SOURCE=database: only token mode maps them)",
+                identity.permissions
+            ));
+            return note;
+        }
+        let mapped: Vec<String> = identity
+            .permissions
+            .iter()
+            .map(|p| match auth.policy.permission(p) {
+                Some(g) => format!("{p} → {g}"),
+                None => format!("{p} → nothing (no [idp.permissions] entry)"),
+            })
+            .collect();
+        note.push_str(&format!("; permissions: {}", mapped.join("; ")));
+        note
+    }
+
+    fn built_in_roles_claim(&self, claims: &Map<String, Value>, identity: &Identity) -> Check {
         let auth = &self.config.auth;
         let mapping = &ClaimMapping::from_config(&auth.claims);
         let default = auth.default_role.as_str();

@@ -144,7 +144,19 @@ pub struct ViewerReport {
     pub active_organization_id: Option<Uuid>,
     /// The role in the active organization.
     pub role: Option<Role>,
+    /// The effective grants in the active organization (`Viewer.grants`).
+    pub grants: Vec<String>,
+    /// What the token adds there (`token:<permission>` → grants), with
+    /// COURSEGRAPH_ROLE_SOURCE=token; in database mode its permissions are ignored.
+    pub token_grants: Vec<TokenGrantReport>,
     pub memberships: Vec<MembershipReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenGrantReport {
+    pub source: String,
+    pub grants: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +166,10 @@ pub struct MembershipReport {
     pub organization_id: Option<Uuid>,
     pub organization_slug: Option<String>,
     pub role: Role,
+    /// The custom or policy-file roles assigned, by key.
+    pub roles: Vec<String>,
+    /// What the membership holds as stored (`Membership.grants`).
+    pub grants: Vec<String>,
     pub active: bool,
     /// `existing`, `provisioning` or `invitation`.
     pub source: &'static str,
@@ -170,6 +186,10 @@ pub struct DecisionReport {
     pub hypothetical: bool,
     pub reason: &'static str,
     pub required_roles: Vec<Role>,
+    /// The viewer's roles whose grant allows it (`token:<permission>` from the token).
+    pub granted_by: Vec<String>,
+    /// Every role of the organization that would allow it.
+    pub granting_roles: Vec<String>,
     pub viewer_role: Option<Role>,
     pub policy: &'static str,
     pub organization_id: Option<Uuid>,

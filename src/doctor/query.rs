@@ -120,6 +120,8 @@ pub async fn decisions(
             hypothetical,
             reason: d.reason.as_str(),
             required_roles: d.required_roles.to_vec(),
+            granted_by: policy::granted_by(viewer, &d),
+            granting_roles: policy::granting_roles(viewer, &d),
             viewer_role: d.viewer_role,
             policy: d.policy,
             organization_id: d.organization_id.filter(|id| !id.is_nil()),

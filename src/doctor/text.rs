@@ -88,9 +88,10 @@ fn viewer(s: &mut String, v: &ViewerReport) {
     for m in &v.memberships {
         let _ = writeln!(
             s,
-            "  membership    {} {}{} ({})",
+            "  membership    {} {}{}{} ({})",
             m.organization_slug.as_deref().unwrap_or("?"),
             m.role.as_str(),
+            m.roles.iter().map(|k| format!(" + {k}")).collect::<String>(),
             if m.active { "" } else { " (removed)" },
             m.source
         );
@@ -101,6 +102,12 @@ fn viewer(s: &mut String, v: &ViewerReport) {
         v.active_organization_id.map(|u| u.to_string()).unwrap_or("none".into()),
         v.role.map(|r| format!(" as {}", r.as_str())).unwrap_or_default()
     );
+    if !v.grants.is_empty() {
+        let _ = writeln!(s, "  grants        {}", v.grants.join(", "));
+    }
+    for t in &v.token_grants {
+        let _ = writeln!(s, "  from token    {} → {}", t.source, t.grants.join(", "));
+    }
 }
 
 fn decisions(s: &mut String, decisions: &[DecisionReport]) {
@@ -114,9 +121,17 @@ fn decisions(s: &mut String, decisions: &[DecisionReport]) {
             (true, true) => "if accepted: ok  ",
             (true, false) => "if accepted: DENY",
         };
+        // Which of the viewer's roles allowed it; for a refusal, the custom roles that would.
+        let custom: Vec<&str> =
+            d.granting_roles.iter().map(String::as_str).filter(|k| crate::authz::Role::parse(k).is_none()).collect();
+        let extra = match (d.allowed, d.granted_by.is_empty(), custom.is_empty()) {
+            (true, false, _) => format!(" via {}", d.granted_by.join(", ")),
+            (false, _, false) => format!(" — also granted by {}", custom.join(", ")),
+            _ => String::new(),
+        };
         let _ = writeln!(
             s,
-            "  {} {:<28} {} {} (needs {}; viewer {}; policy {})",
+            "  {} {:<28} {} {} (needs {}; viewer {}; policy {}){extra}",
             mark,
             d.path,
             d.action,

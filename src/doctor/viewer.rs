@@ -3,13 +3,11 @@
 //! organization), its [`plan`](crate::auth::provision::plan) for this identity, and the
 //! one active-organization rule (`auth::active_org::choose`). Read only.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use uuid::Uuid;
 
-use super::{Check, Doctor, MembershipReport, ViewerReport};
+use super::{Check, Doctor, MembershipReport, TokenGrantReport, ViewerReport};
 use crate::{
     auth::{
         Identity, Viewer,
@@ -19,9 +17,13 @@ use crate::{
             self, accepted_email, find_org,
             plan::{InvitationEffect, Invitations, MembershipStep, OrganizationStep, Plan},
         },
-        viewer::{EmailClaim, MembershipRecord, UserRecord},
+        viewer::{EmailClaim, MembershipRecord, MembershipRow, UserRecord},
     },
-    authz::{AccessReason, Decision, Role},
+    authz::{
+        AccessReason, Decision, Role,
+        grants::GrantSet,
+        roles::{Policy, RoleGrants},
+    },
     domain::invitations,
 };
 
@@ -77,7 +79,11 @@ impl Doctor<'_> {
             removed_from: None,
             platform_admin: identity.platform_admin,
             email: EmailClaim::from_identity(identity.email.as_deref(), identity.email_verified),
+            policy: self.config.auth.policy.clone(),
+            token_grants: None,
         };
+        let (policy, source) = (&self.config.auth.policy, self.config.auth.role_source);
+        viewer.token_grants = provision::token_grants(policy, source, identity, &viewer.memberships);
         let token_org = identity.organization.as_ref().map(|o| o.external_id.as_str());
         let choice = active_org::choose(&viewer.memberships, viewer.platform_admin, token_org, header);
         let refused = choice.is_err();
@@ -99,7 +105,7 @@ impl Doctor<'_> {
         identity: &Identity,
     ) -> Option<(Option<Found>, Vec<(Uuid, Uuid, Role)>, Option<entity::organization::Model>)> {
         let conn = self.conn?;
-        let found = match provision::existing(conn, identity).await {
+        let found = match provision::existing(conn, &self.config.auth.policy, identity).await {
             Ok(f) => f.map(|(user, memberships)| Found { user, memberships, pending_invitations: false }),
             Err(e) => {
                 tracing::warn!(error = e.message(), "access doctor: the database cannot be read");
@@ -195,8 +201,12 @@ impl Doctor<'_> {
         for inv in plan.invitations.iter().filter(|i| i.effect != InvitationEffect::Keeps) {
             match memberships.iter().position(|m| m.organization_id == inv.organization_id) {
                 Some(i) => {
-                    memberships[i].is_active = true;
-                    memberships[i].role = inv.role;
+                    // Removal unassigned its custom roles: it comes back with the invited role only.
+                    let m = &memberships[i];
+                    let row = MembershipRow { id: m.id, role: inv.role, is_active: true, joined_at: m.joined_at };
+                    let catalogue = m.organization_roles.to_vec();
+                    let org = (*m.organization).clone();
+                    memberships[i] = MembershipRecord::new(row, org, Vec::new(), catalogue, &self.config.auth.policy);
                     sources[i] = "invitation";
                 }
                 None => {
@@ -205,7 +215,8 @@ impl Doctor<'_> {
                     else {
                         continue;
                     };
-                    memberships.push(record(org, inv.role, now));
+                    let catalogue = self.catalogue(org.id).await;
+                    memberships.push(record(org, inv.role, now, catalogue, &self.config.auth.policy));
                     sources.push("invitation");
                 }
             }
@@ -227,18 +238,27 @@ impl Doctor<'_> {
                         updated_at: now,
                     }
                 });
-                memberships.push(record(org, *role, now));
+                let catalogue = if org.id.is_nil() { Vec::new() } else { self.catalogue(org.id).await };
+                memberships.push(record(org, *role, now, catalogue, &self.config.auth.policy));
                 sources.push("provisioning");
             }
             (MembershipStep::FollowToken { to, .. }, _) => {
                 let org = organization_id(&plan.organization);
                 if let Some(m) = memberships.iter_mut().find(|m| Some(m.organization_id) == org) {
                     m.role = *to;
+                    let keys = m.roles.iter().map(|k| &**k);
+                    m.grants = self.config.auth.policy.stored_grants(*to, keys, &m.organization_roles);
                 }
             }
             _ => {}
         }
         (memberships, sources)
+    }
+
+    /// The organization's own roles (none when the database cannot be read).
+    async fn catalogue(&self, org: Uuid) -> Vec<RoleGrants> {
+        let Some(conn) = self.conn else { return Vec::new() };
+        crate::domain::roles::catalogue(conn, org).await.unwrap_or_default()
     }
 
     /// The active organization: the check, and the organization (`Err`: the one the token
@@ -404,17 +424,21 @@ fn new_user(identity: &Identity) -> UserRecord {
     }
 }
 
-fn record(org: entity::organization::Model, role: Role, now: chrono::DateTime<Utc>) -> MembershipRecord {
-    MembershipRecord {
-        id: Uuid::nil(),
-        organization_id: org.id,
-        organization_slug: org.slug.clone(),
-        organization_external_id: org.external_id.clone(),
-        role,
-        is_active: true,
-        joined_at: now,
-        organization: Arc::new(org),
-    }
+/// The membership provisioning would create in `org` (no roles assigned: the doctor does
+/// not show a database-mode seeding of custom roles as grants), with the organization's own roles.
+fn record(
+    org: entity::organization::Model,
+    role: Role,
+    now: chrono::DateTime<Utc>,
+    catalogue: Vec<RoleGrants>,
+    policy: &Policy,
+) -> MembershipRecord {
+    let row = MembershipRow { id: Uuid::nil(), role, is_active: true, joined_at: now };
+    MembershipRecord::new(row, org, Vec::new(), catalogue, policy)
+}
+
+fn spelled(g: GrantSet) -> Vec<String> {
+    g.iter().map(|g| g.to_string()).collect()
 }
 
 fn report(
@@ -436,6 +460,13 @@ fn report(
             .and_then(|o| viewer.membership(o))
             .map(|m| m.role)
             .or(if viewer.platform_admin && active.is_some() { Some(Role::Admin) } else { None }),
+        grants: active.map(|o| spelled(viewer.grants_in(o))).unwrap_or_default(),
+        token_grants: viewer
+            .token_grants
+            .iter()
+            .flat_map(|t| &t.held)
+            .map(|h| TokenGrantReport { source: h.key.clone(), grants: spelled(h.grants) })
+            .collect(),
         memberships: viewer
             .memberships
             .iter()
@@ -444,6 +475,8 @@ fn report(
                 organization_id: Some(m.organization_id).filter(|id| !id.is_nil()),
                 organization_slug: Some(m.organization_slug.clone()),
                 role: m.role,
+                roles: m.roles.iter().map(|k| k.to_string()).collect(),
+                grants: spelled(m.grants),
                 active: m.is_active,
                 source,
             })

@@ -67,6 +67,11 @@ pub fn log_event(action: AuditAction) -> &'static str {
         AuditAction::CourseDeleted => "course.deleted",
         AuditAction::AccessDenied => "access.denied",
         AuditAction::PlatformAdminAccess => "platform_admin.act_as",
+        AuditAction::RoleCreated => "role.created",
+        AuditAction::RoleUpdated => "role.updated",
+        AuditAction::RoleDeleted => "role.deleted",
+        AuditAction::RoleAssigned => "role.assigned",
+        AuditAction::RoleUnassigned => "role.unassigned",
     }
 }
 

@@ -16,6 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
+    authz::{Action, roles::Policy},
     error::{AppError, AppResult},
     live::LiveEvent,
 };
@@ -180,10 +181,13 @@ pub async fn keep_an_admin(db: &impl ConnectionTrait, m: &membership::Model) -> 
     Ok(())
 }
 
-/// Whether `user` may be a course's instructor in `org`: an active ADMIN or INSTRUCTOR.
-pub async fn can_teach(db: &impl ConnectionTrait, user: Uuid, org: Uuid) -> Result<bool, DbErr> {
-    let m = find(db, user, org).await?;
-    Ok(m.is_some_and(|m| m.is_active && m.role >= MembershipRole::Instructor))
+/// Whether `user` may be a course's instructor in `org`: an active member whose stored
+/// grants include UPDATE_COURSE (either scope) — for the built-in roles, ADMIN or INSTRUCTOR.
+pub async fn can_teach(db: &impl ConnectionTrait, policy: &Policy, user: Uuid, org: Uuid) -> Result<bool, DbErr> {
+    match find(db, user, org).await? {
+        Some(m) if m.is_active => Ok(super::roles::stored_grants(db, policy, &m).await?.has(Action::UpdateCourse)),
+        _ => Ok(false),
+    }
 }
 
 /// Clears `user` as instructor of the courses of `org` (they can no longer teach there);

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{context::ContextExt, types::parse_id};
 use crate::{
     authz::{Action, Decision, Resource, Subject as _, policy, scope},
+    domain::roles,
     error::{AppError, AppResult},
 };
 
@@ -225,16 +226,27 @@ pub async fn who_can(
             }
         },
     };
+    let db = ctx.db()?;
     let members = membership::Entity::find()
         .filter(scope::memberships(viewer.as_ref()))
         .filter(membership::Column::OrganizationId.eq(org))
         .filter(membership::Column::IsActive.eq(true))
-        .all(ctx.db()?)
+        .all(db)
         .await?;
+    // Each member's stored grants: the built-in role's and the assigned roles'.
+    let catalogue = roles::catalogue(db, org).await?;
+    let mut assigned = roles::assignments(db, org).await?;
     let mut allowed: Vec<_> = members
         .into_iter()
         .filter_map(|m| {
-            let who = policy::Member { user_id: m.user_id, organization_id: org, role: m.role };
+            let who = policy::Member {
+                user_id: m.user_id,
+                organization_id: org,
+                role: m.role,
+                roles: assigned.remove(&m.id).unwrap_or_default(),
+                policy: &viewer.policy,
+                catalogue: &catalogue,
+            };
             let d = policy::check(&who, action, &resource);
             d.allowed.then_some((m, d))
         })

@@ -114,7 +114,8 @@ impl Query {
         resource_id: Option<ID>,
     ) -> AppResult<AccessDecision> {
         let id = resource_id.as_ref().map(|r| parse_id("resourceId", r)).transpose()?;
-        Ok(lookup::explain(ctx, action, id).await?.into())
+        let d = lookup::explain(ctx, action, id).await?;
+        Ok(AccessDecision::new(ctx.viewer()?.as_ref(), d))
     }
 
     /// Who may perform `action` on `resourceId` (a course or an organization; for

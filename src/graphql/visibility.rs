@@ -6,10 +6,16 @@ use async_graphql::Context;
 use super::context::RequestContext;
 use crate::authz::{Subject as _, policy};
 
-/// Whether (`type_name`, `field`) is shown to this request's viewer.
+/// Whether (`type_name`, `field`) is shown to this request's viewer: by the grants it
+/// holds anywhere (a viewer's grant set decides its schema).
 pub fn visible(ctx: &Context<'_>, type_name: &str, field: &str) -> bool {
-    let highest = ctx.data::<RequestContext>().ok().and_then(|r| r.viewer.get()).and_then(|v| v.highest_role());
-    policy::field_access(type_name, field).is_none_or(|a| policy::field_visible_to(a, highest))
+    let viewer = ctx.data::<RequestContext>().ok().and_then(|r| r.viewer.get());
+    let (held, everyone) = match viewer {
+        Some(v) => (v.all_grants(), v.policy.built_in(crate::authz::Role::Viewer)),
+        // Anonymous introspection shows what any member may reach.
+        None => (Default::default(), crate::authz::grants::default_grants(crate::authz::Role::Viewer)),
+    };
+    policy::field_access(type_name, field).is_none_or(|a| policy::field_visible_to(a, held, everyone))
 }
 
 /// Declares `fn $name(ctx) -> bool` for one field, for `#[graphql(visible = "...")]`.
@@ -40,3 +46,9 @@ visible_fn!(mutation_delete_track, "Mutation", "deleteTrack");
 visible_fn!(mutation_reorder_tracks, "Mutation", "reorderTracks");
 visible_fn!(mutation_invite_member, "Mutation", "inviteMember");
 visible_fn!(mutation_revoke_invitation, "Mutation", "revokeInvitation");
+visible_fn!(mutation_create_role, "Mutation", "createRole");
+visible_fn!(mutation_update_role, "Mutation", "updateRole");
+visible_fn!(mutation_delete_role, "Mutation", "deleteRole");
+visible_fn!(mutation_assign_role, "Mutation", "assignRole");
+visible_fn!(mutation_unassign_role, "Mutation", "unassignRole");
+visible_fn!(organization_roles, "Organization", "roles");

@@ -16,7 +16,10 @@ use async_graphql::parser::types::{
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use crate::{auth::Viewer, authz::Role};
+use crate::{
+    auth::Viewer,
+    authz::{Role, grants::GrantSet},
+};
 
 /// The fields whose value the policy decides from the viewer's class alone, by type:
 /// (field, the type it leads to; `None` for a leaf).
@@ -45,7 +48,8 @@ fn allowed(ty: &str, field: &str) -> Option<Option<&'static str>> {
         ("Organization", "viewerCan") => Some(Some("OrganizationPermissions")),
         (
             "OrganizationPermissions",
-            "update" | "readSettings" | "readMembers" | "manageMembers" | "createCourse" | "readAuditLog",
+            "update" | "readSettings" | "readMembers" | "manageMembers" | "createCourse" | "readAuditLog"
+            | "manageRoles",
         ) => leaf,
         _ => None,
     }
@@ -116,25 +120,28 @@ fn walk(
 }
 
 /// Everything the policy can see of a viewer, for a document that `role_determined`:
-/// two viewers of one class get the same answer to every such field. Otherwise (or for
-/// an INSTRUCTOR anywhere, whose powers depend on which courses they teach) the user
-/// is part of the class, and nobody else shares it.
+/// two viewers of one class get the same answer to every such field. Otherwise (or for a
+/// viewer holding some grant only at OWN scope, whose powers depend on which courses they
+/// teach) the user is part of the class, and nobody else shares it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ViewerClass {
     platform_admin: bool,
     active_organization: Option<Uuid>,
     removed_from: Option<Uuid>,
-    /// (organization, role, active), sorted.
-    memberships: Vec<(Uuid, Role, bool)>,
+    /// (organization, role, effective grants, active), sorted.
+    memberships: Vec<(Uuid, Role, GrantSet, bool)>,
     user: Option<Uuid>,
 }
 
 impl ViewerClass {
     pub fn of(v: &Viewer, role_determined: bool) -> Self {
-        let mut memberships: Vec<(Uuid, Role, bool)> =
-            v.memberships.iter().map(|m| (m.organization_id, m.role, m.is_active)).collect();
-        memberships.sort_by_key(|(o, _, _)| *o);
-        let teaches = memberships.iter().any(|(_, r, active)| *active && *r == Role::Instructor);
+        let mut memberships: Vec<(Uuid, Role, GrantSet, bool)> = v
+            .memberships
+            .iter()
+            .map(|m| (m.organization_id, m.role, v.grants_in(m.organization_id), m.is_active))
+            .collect();
+        memberships.sort_by_key(|(o, ..)| *o);
+        let teaches = memberships.iter().any(|(_, _, g, active)| *active && g.owns_something());
         Self {
             platform_admin: v.platform_admin,
             active_organization: v.active_organization,

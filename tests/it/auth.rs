@@ -509,6 +509,7 @@ async fn claim_overrides_role_map_and_default_role() {
             org: Some("tenant.id".into()),
             org_name: Some("tenant.label".into()),
             roles: Some("https://example.com/claims/groups".into()),
+            permissions: None,
         };
         c.auth.role_map = coursegraph::config::parse_role_map(Some("Course-Author=INSTRUCTOR")).unwrap();
         c.auth.default_role = coursegraph::authz::Role::Viewer;

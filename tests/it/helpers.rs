@@ -257,6 +257,7 @@ pub fn token_args(sub: &str, org: Option<&str>, role: Option<&str>) -> TokenArgs
         org: org.map(Into::into),
         org_name: None,
         roles: role.map(|r| vec![r.to_owned()]).unwrap_or_default(),
+        permissions: vec![],
         ttl: "1h".parse().unwrap(),
         issuer: None,
         audience: None,

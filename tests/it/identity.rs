@@ -159,6 +159,7 @@ async fn profile_changes_are_refreshed_and_last_login_is_throttled() {
         org: Some("acme".into()),
         org_name: None,
         roles: vec![],
+        permissions: vec![],
         ttl: "1h".parse().unwrap(),
         issuer: None,
         audience: None,

@@ -23,8 +23,13 @@ pub struct TwoTenants {
     pub a_user: Uuid,
     /// A pending invitation of A, to an address nobody in B has.
     pub a_invitation: Uuid,
+    /// A custom role of A, assigned to `a_membership`.
+    pub a_role: Uuid,
     pub b_course: Uuid,
     pub b_track: Uuid,
+    /// A custom role of B, and B's member's membership.
+    pub b_role: Uuid,
+    pub b_membership: Uuid,
     pub b_admin: String,
     pub b_member: String,
 }
@@ -40,7 +45,7 @@ impl TwoTenants {
         let b_admin_t = app.token("bob", Some("tenant-b"), Some("admin"));
         let b_admin = app.data(&b_admin_t, me, json!({})).await;
         let b_member_t = app.token("bea", Some("tenant-b"), Some("member"));
-        app.data(&b_member_t, me, json!({})).await;
+        let b_member = app.data(&b_member_t, me, json!({})).await;
         let (org_a, org_b) = (oid(&a_admin), oid(&b_admin));
         let db = app.conn();
         let a1 = fixtures::course(db, org_a, Some(uid(&a_teacher)), "A published", true).await;
@@ -58,7 +63,20 @@ impl TwoTenants {
             chrono::Duration::days(1),
         )
         .await;
-        let mut a_ids = vec![org_a, a1.id, a2.id, at1.id, at2.id, uid(&a_admin), uid(&a_teacher), a_membership, inv.id];
+        let create_role = "mutation($k: String!) { createRole(input: { key: $k, name: $k, grants: [{ action: READ_COURSE }] }) { id } }";
+        let role = |d: &Value| Uuid::parse_str(d["createRole"]["id"].as_str().unwrap()).unwrap();
+        let a_admin_t = app.token("alice", Some("tenant-a"), Some("admin"));
+        let a_role = role(&app.data(&a_admin_t, create_role, json!({ "k": "a_reviewer" })).await);
+        let b_role = role(&app.data(&b_admin_t, create_role, json!({ "k": "b_reviewer" })).await);
+        app.data(
+            &a_admin_t,
+            "mutation($m: ID!, $r: ID!) { assignRole(membershipId: $m, roleId: $r) { id } }",
+            json!({ "m": a_membership, "r": a_role }),
+        )
+        .await;
+        let b_membership = Uuid::parse_str(b_member["me"]["memberships"][0]["id"].as_str().unwrap()).unwrap();
+        let mut a_ids =
+            vec![org_a, a1.id, a2.id, at1.id, at2.id, uid(&a_admin), uid(&a_teacher), a_membership, inv.id, a_role];
         a_ids.push(Uuid::parse_str(a_admin["me"]["memberships"][0]["id"].as_str().unwrap()).unwrap());
         Self {
             org_a,
@@ -68,8 +86,11 @@ impl TwoTenants {
             a_membership,
             a_user: uid(&a_teacher),
             a_invitation: inv.id,
+            a_role,
             b_course: b1.id,
             b_track: bt.id,
+            b_role,
+            b_membership,
             a_ids,
             b_admin: b_admin_t,
             b_member: b_member_t,
@@ -95,7 +116,17 @@ impl TwoTenants {
             .all(db)
             .await
             .unwrap();
-        format!("{o:?}{m:?}{c:?}{t:?}{i:?}{e:?}")
+        let r = entity::role::Entity::find()
+            .filter(entity::role::Column::OrganizationId.eq(self.org_a))
+            .all(db)
+            .await
+            .unwrap();
+        let mr = entity::membership_role::Entity::find()
+            .filter(entity::membership_role::Column::MembershipId.is_in(m.iter().map(|m| m.id)))
+            .all(db)
+            .await
+            .unwrap();
+        format!("{o:?}{m:?}{c:?}{t:?}{i:?}{e:?}{r:?}{mr:?}")
     }
 
     pub fn leaks(&self, body: &Value) -> Vec<Uuid> {
@@ -237,6 +268,7 @@ async fn explain_access_on_another_tenant_says_not_found() {
 /// field is added to the schema without an entry here.
 fn operations(w: &TwoTenants) -> Vec<(&'static str, &'static str, Value)> {
     let inv = w.a_invitation.to_string();
+    let (ar, br, bm) = (w.a_role.to_string(), w.b_role.to_string(), w.b_membership.to_string());
     let (org, c, d, t, m, u) = (
         w.org_a.to_string(),
         w.a_course.to_string(),
@@ -315,6 +347,32 @@ fn operations(w: &TwoTenants) -> Vec<(&'static str, &'static str, Value)> {
             "acceptInvitation",
             "mutation($i: ID!) { acceptInvitation(id: $i) { id organization { id } } }",
             json!({ "i": inv }),
+        ),
+        (
+            "createRole",
+            "mutation($o: ID!) { createRole(input: { organizationId: $o, key: \"mole\", name: \"Mole\", grants: [] }) { id } }",
+            json!({ "o": org }),
+        ),
+        (
+            "updateRole",
+            "mutation($r: ID!) { updateRole(id: $r, input: { grants: [{ action: READ_DRAFT_COURSE }] }) { id } }",
+            json!({ "r": ar }),
+        ),
+        ("deleteRole", "mutation($r: ID!) { deleteRole(id: $r) }", json!({ "r": ar })),
+        (
+            "assignRole",
+            "mutation($m: ID!, $r: ID!) { assignRole(membershipId: $m, roleId: $r) { id } }",
+            json!({ "m": m, "r": br }),
+        ),
+        (
+            "assignRole",
+            "mutation($m: ID!, $r: ID!) { assignRole(membershipId: $m, roleId: $r) { id roles { id } } }",
+            json!({ "m": bm, "r": ar }),
+        ),
+        (
+            "unassignRole",
+            "mutation($m: ID!, $r: ID!) { unassignRole(membershipId: $m, roleId: $r) { id } }",
+            json!({ "m": m, "r": ar }),
         ),
         (
             "reorderTracks",

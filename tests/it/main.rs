@@ -24,6 +24,7 @@ mod partial;
 mod provisioning;
 mod readme;
 mod rls;
+mod roles;
 mod scaleout;
 mod schema_rules;
 mod snapshots;

@@ -44,7 +44,9 @@ fn expected(role: Role, action: Action, target: Target) -> Outcome {
     let own = target == Target::OwnCourse;
     let allowed = match action {
         ReadOrganization | ReadCourse => true,
-        ReadOrganizationSettings | UpdateOrganization | ManageMembers | DeleteCourse | ReadAuditLog => role == Admin,
+        ReadOrganizationSettings | UpdateOrganization | ManageMembers | ManageRoles | DeleteCourse | ReadAuditLog => {
+            role == Admin
+        }
         ReadMembers | CreateCourse | ReadDraftCourse => matches!(role, Admin | Instructor),
         ReadCourseMetadata | UpdateCourse | ManageTracks => role == Admin || (role == Instructor && own),
         ReadUserPrivate => role == Admin || own,
@@ -219,6 +221,16 @@ async fn perform(w: &World, action: Action, target: Target, course: Option<Uuid>
                 )
                 .await;
             (outcome(b["data"]["addMember"]["isActive"] == true, &b), Some("manageMembers"))
+        }
+        ManageRoles => {
+            let key = format!("r{}", Uuid::now_v7().simple());
+            let b = w
+                .run(
+                    "mutation($o: ID!, $k: String!) { createRole(input: { organizationId: $o, key: $k, name: \"R\", grants: [{ action: READ_COURSE }] }) { id } }",
+                    json!({ "o": org, "k": key }),
+                )
+                .await;
+            (outcome(b["data"]["createRole"]["id"].is_string(), &b), Some("manageRoles"))
         }
         CreateCourse => {
             let b = w

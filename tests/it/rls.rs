@@ -13,7 +13,17 @@ use uuid::Uuid;
 use crate::{fixtures, helpers::*};
 
 const ROLE: &str = "coursegraph_app";
-const TABLES: [&str; 7] = ["organizations", "memberships", "users", "courses", "tracks", "invitations", "audit_events"];
+const TABLES: [&str; 9] = [
+    "organizations",
+    "memberships",
+    "users",
+    "courses",
+    "tracks",
+    "invitations",
+    "audit_events",
+    "roles",
+    "membership_roles",
+];
 
 /// These tests are ignored unless asked for; asked for without PostgreSQL, they fail.
 fn postgres() {
@@ -190,9 +200,9 @@ async fn a_pooled_connection_reused_after_a_request_carries_no_tenancy() {
     txn.rollback().await.unwrap();
 }
 
-/// What each policy grants: the viewer's own rows of its table (for an INSERT-only policy,
-/// appending one). Dropping the policy must make its check fail (default deny), so no
-/// policy is untested.
+/// What each policy does: a permissive one grants the viewer's own rows of its table (for
+/// an INSERT-only policy, appending one), a restrictive one (`cmd` "RESTRICTIVE") holds a
+/// draft back. Dropping the policy must make its check fail, so no policy is untested.
 async fn sees_own_rows(conn: &DatabaseConnection, w: &World, table: &str, cmd: &str) -> bool {
     let db = as_alice(conn, w);
     if cmd == "INSERT" {
@@ -202,6 +212,17 @@ async fn sees_own_rows(conn: &DatabaseConnection, w: &World, table: &str, cmd: &
         drop(sp);
         db.finish().await.unwrap();
         return ok;
+    }
+    if cmd == "RESTRICTIVE" {
+        // A restrictive policy takes away: it holds when a draft of A alice holds no grant
+        // to read (and that draft's track) stays hidden.
+        let sql = match table {
+            "courses" => format!("SELECT count(*) FROM courses WHERE organization_id = '{}' AND NOT is_published", w.a),
+            _ => format!("SELECT count(*) FROM tracks WHERE organization_id = '{}' AND name = 'A draft track'", w.a),
+        };
+        let n = scalar_i64(&db, &sql).await;
+        db.finish().await.unwrap();
+        return n == 0;
     }
     let sql = match table {
         "users" => format!("SELECT count(*) FROM users WHERE id = '{}'", w.alice),
@@ -217,12 +238,28 @@ async fn sees_own_rows(conn: &DatabaseConnection, w: &World, table: &str, cmd: &
 #[ignore = "needs PostgreSQL: set COURSEGRAPH_TEST_POSTGRES_URL and run with --include-ignored (CI does)"]
 async fn each_policy_is_load_bearing() {
     let (app, w) = two_tenants().await;
-    type Policy = (String, String, String, Option<String>, Option<String>);
+    // A draft of A alice holds no grant to read (with a track), and a custom role of A
+    // assigned to her: rows for the drafts' and the roles' policies to decide on.
+    let draft = fixtures::course(app.conn(), w.a, None, "A draft", false).await;
+    fixtures::track(app.conn(), &draft, "A draft track", 1).await;
+    app.conn()
+        .execute_unprepared(&format!(
+            "INSERT INTO roles (id, organization_id, key, name, grants, created_at, updated_at) \
+             VALUES ('{}', '{}', 'reviewer', 'Reviewer', '[\"READ_COURSE\"]', now(), now()); \
+             INSERT INTO membership_roles (membership_id, organization_id, role_key, created_at) \
+             SELECT id, organization_id, 'reviewer', now() FROM memberships WHERE user_id = '{}'",
+            Uuid::now_v7(),
+            w.a,
+            w.alice
+        ))
+        .await
+        .unwrap();
+    type Policy = (String, String, String, Option<String>, Option<String>, String);
     let policies: Vec<Policy> = app
         .conn()
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT policyname::text, tablename::text, cmd::text, qual, with_check FROM pg_policies WHERE schemaname = 'public'",
+            "SELECT policyname::text, tablename::text, cmd::text, qual, with_check, permissive::text FROM pg_policies WHERE schemaname = 'public'",
         ))
         .await
         .unwrap()
@@ -234,6 +271,7 @@ async fn each_policy_is_load_bearing() {
                 r.try_get_by_index(2).unwrap(),
                 r.try_get_by_index(3).unwrap(),
                 r.try_get_by_index(4).unwrap(),
+                r.try_get_by_index(5).unwrap(),
             )
         })
         .collect();
@@ -241,20 +279,37 @@ async fn each_policy_is_load_bearing() {
     tables.sort();
     assert_eq!(
         tables,
-        ["audit_events", "audit_events", "courses", "invitations", "memberships", "organizations", "tracks", "users"],
-        "one policy per tenant table (the audit log: one to read, one to append)"
+        [
+            "audit_events",
+            "audit_events",
+            "courses",
+            "courses",
+            "invitations",
+            "membership_roles",
+            "memberships",
+            "organizations",
+            "roles",
+            "tracks",
+            "tracks",
+            "users"
+        ],
+        "one policy per tenant table (the audit log: one to read, one to append; courses and tracks: \
+         one more that holds drafts back)"
     );
-    for (name, table, cmd, using, check) in &policies {
-        assert!(sees_own_rows(app.conn(), &w, table, cmd).await, "{table}: the viewer must see their own rows");
+    for (name, table, cmd, using, check, permissive) in &policies {
+        let restrictive = permissive == "RESTRICTIVE";
+        let probe = if restrictive { "RESTRICTIVE" } else { cmd.as_str() };
+        assert!(sees_own_rows(app.conn(), &w, table, probe).await, "{table}: {name} must hold");
         app.conn().execute_unprepared(&format!("DROP POLICY {name} ON {table}")).await.unwrap();
-        assert!(!sees_own_rows(app.conn(), &w, table, cmd).await, "{table}: still granted without {name}");
+        assert!(!sees_own_rows(app.conn(), &w, table, probe).await, "{table}: no difference without {name}");
         let using = using.as_ref().map(|u| format!(" USING ({u})")).unwrap_or_default();
         let check = check.as_ref().map(|c| format!(" WITH CHECK ({c})")).unwrap_or_default();
+        let kind = if restrictive { " AS RESTRICTIVE" } else { "" };
         app.conn()
-            .execute_unprepared(&format!("CREATE POLICY {name} ON {table} FOR {cmd}{using}{check}"))
+            .execute_unprepared(&format!("CREATE POLICY {name} ON {table}{kind} FOR {cmd}{using}{check}"))
             .await
             .unwrap();
-        assert!(sees_own_rows(app.conn(), &w, table, cmd).await, "{table}: {name} restored");
+        assert!(sees_own_rows(app.conn(), &w, table, probe).await, "{table}: {name} restored");
     }
 }
 
@@ -355,4 +410,48 @@ async fn an_invitee_sees_their_invitation_and_may_accept_it_only_with_a_verified
     let db = as_invitee(true);
     assert_eq!(db.execute_unprepared(accept).await.unwrap().rows_affected(), 1);
     db.finish().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set COURSEGRAPH_TEST_POSTGRES_URL and run with --include-ignored (CI does)"]
+async fn drafts_are_visible_by_grants_even_with_the_app_filters_bypassed() {
+    let (app, w) = two_tenants().await;
+    let conn = app.conn();
+    let carol = fixtures::user(conn, "carol").await;
+    fixtures::membership(conn, carol.id, w.a, MembershipRole::Instructor, true).await;
+    let mine = fixtures::course(conn, w.a, Some(w.alice), "Alice's draft", false).await;
+    let theirs = fixtures::course(conn, w.a, Some(carol.id), "Carol's draft", false).await;
+    fixtures::track(conn, &mine, "Mine", 1).await;
+    fixtures::track(conn, &theirs, "Theirs", 1).await;
+    let as_alice_with = |draft_org_ids: Vec<Uuid>, own_draft_org_ids: Vec<Uuid>| {
+        RequestDb::with_rls(
+            conn.clone(),
+            Arc::from(ROLE),
+            Tenancy {
+                user_id: Some(w.alice),
+                org_ids: vec![w.a],
+                draft_org_ids,
+                own_draft_org_ids,
+                ..Default::default()
+            },
+        )
+    };
+    let drafts = "SELECT id FROM courses WHERE NOT is_published ORDER BY title";
+    let draft_tracks = "SELECT t.id FROM tracks t WHERE t.course_id IN (SELECT id FROM courses WHERE NOT is_published) OR t.name IN ('Mine', 'Theirs') ORDER BY t.name";
+    // READ_DRAFT_COURSE:OWN (a teaching assistant): her own draft and its track only.
+    let own = as_alice_with(vec![], vec![w.a]);
+    assert_eq!(ids(&own, drafts).await, vec![mine.id]);
+    assert_eq!(ids(&own, draft_tracks).await.len(), 1);
+    assert_eq!(scalar_i64(&own, &format!("SELECT count(*) FROM tracks WHERE course_id = '{}'", theirs.id)).await, 0);
+    own.finish().await.unwrap();
+    // No draft grant (a MEMBER): none, not even her own.
+    let none = as_alice_with(vec![], vec![]);
+    assert!(ids(&none, drafts).await.is_empty());
+    assert!(ids(&none, draft_tracks).await.is_empty());
+    none.finish().await.unwrap();
+    // READ_DRAFT_COURSE at organization scope: both.
+    let all = as_alice_with(vec![w.a], vec![]);
+    assert_eq!(ids(&all, drafts).await, vec![mine.id, theirs.id]);
+    assert_eq!(ids(&all, draft_tracks).await.len(), 2);
+    all.finish().await.unwrap();
 }

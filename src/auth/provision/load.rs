@@ -1,8 +1,6 @@
 //! Reading a user with every membership (and its organization) in one statement: the
 //! warm path, the reload after a mutation, and the access doctor's view.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use entity::{InvitationStatus, invitation, membership, organization, user};
 use sea_orm::{
@@ -14,9 +12,13 @@ use uuid::Uuid;
 use super::super::{
     Identity,
     cache::Found,
-    viewer::{MembershipRecord, UserRecord, Viewer},
+    viewer::{MembershipRecord, MembershipRow, UserRecord, Viewer},
 };
-use crate::error::{AppError, AppResult};
+use crate::{
+    authz::roles::Policy,
+    domain::roles,
+    error::{AppError, AppResult},
+};
 
 /// The user's columns a viewer is built from, in the order `UserRecord` reads them.
 pub(super) const USER_COLUMNS: [user::Column; 7] = [
@@ -51,8 +53,14 @@ pub(super) enum Key<'a> {
 /// The single warm-path statement: the user with every membership and its organization.
 /// With `invited` (a verified email provisioning would accept invitations for), it also
 /// says whether any are pending — in the same statement.
-pub(super) async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Option<&str>) -> AppResult<Option<Found>> {
+pub(super) async fn load(
+    db: &impl ConnectionTrait,
+    policy: &Policy,
+    key: Key<'_>,
+    invited: Option<&str>,
+) -> AppResult<Option<Found>> {
     let (u, m, o) = (Alias::new("u"), Alias::new("m"), Alias::new("o"));
+    let backend = db.get_database_backend();
     let stmt = Query::select()
         .exprs(USER_COLUMNS.map(|c| Expr::col((u.clone(), c))))
         .expr_as(Expr::col((m.clone(), membership::Column::Id)), Alias::new("m_id"))
@@ -66,6 +74,9 @@ pub(super) async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Optio
         .expr_as(Expr::col((o.clone(), organization::Column::StorageBucket)), Alias::new("o_bucket"))
         .expr_as(Expr::col((o.clone(), organization::Column::CreatedAt)), Alias::new("o_created"))
         .expr_as(Expr::col((o.clone(), organization::Column::UpdatedAt)), Alias::new("o_updated"))
+        // The roles assigned to each membership, and its organization's own roles.
+        .expr_as(Expr::cust(roles::assigned_keys_sql(backend, "m.id")), Alias::new("m_roles"))
+        .expr_as(Expr::cust(roles::catalogue_sql(backend, "m.organization_id")), Alias::new("o_roles"))
         .from_as(user::Entity, u.clone())
         .join_as(
             JoinType::LeftJoin,
@@ -97,18 +108,18 @@ pub(super) async fn load(db: &impl ConnectionTrait, key: Key<'_>, invited: Optio
             .and_where(Expr::col((u, user::Column::ExternalId)).eq(identity.subject.as_str())),
         Key::UserId(id) => stmt.and_where(Expr::col((u, user::Column::Id)).eq(id)),
     };
-    found_from_rows(&db.query_all(&stmt).await?, invited.is_some())
+    found_from_rows(&db.query_all(&stmt).await?, invited.is_some(), policy)
 }
 
 /// A user with every membership from `load`'s columns (one row per membership, or one
 /// without); `pending` says whether the rows carry `pending_invitations`.
-pub(super) fn found_from_rows(rows: &[QueryResult], pending: bool) -> AppResult<Option<Found>> {
+pub(super) fn found_from_rows(rows: &[QueryResult], pending: bool, policy: &Policy) -> AppResult<Option<Found>> {
     let Some(first) = rows.first() else { return Ok(None) };
     let user = user_from_row(first)?;
     let pending_invitations = pending && first.try_get::<bool>("", "pending_invitations")?;
     let mut memberships = Vec::with_capacity(rows.len());
     for r in rows {
-        if let Some(m) = membership_from_row(r)? {
+        if let Some(m) = membership_from_row(r, policy)? {
             memberships.push(m);
         }
     }
@@ -119,15 +130,16 @@ pub(super) fn found_from_rows(rows: &[QueryResult], pending: bool) -> AppResult<
 /// read only, nothing created or touched (the access doctor's view).
 pub async fn existing(
     db: &impl ConnectionTrait,
+    policy: &Policy,
     identity: &Identity,
 ) -> AppResult<Option<(UserRecord, Vec<MembershipRecord>)>> {
-    Ok(load(db, Key::Identity(identity), None).await?.map(|f| (f.user, f.memberships)))
+    Ok(load(db, policy, Key::Identity(identity), None).await?.map(|f| (f.user, f.memberships)))
 }
 
 /// The viewer again, after a mutation changed their memberships: same user, fresh
 /// memberships; the active organization stays if it is still active.
 pub async fn reload_viewer(db: &impl ConnectionTrait, v: &Viewer) -> AppResult<Viewer> {
-    let found = load(db, Key::UserId(v.user.id), None).await?.ok_or(AppError::not_found("user"))?;
+    let found = load(db, &v.policy, Key::UserId(v.user.id), None).await?.ok_or(AppError::not_found("user"))?;
     let mut next = Viewer {
         user: found.user,
         memberships: found.memberships,
@@ -135,6 +147,8 @@ pub async fn reload_viewer(db: &impl ConnectionTrait, v: &Viewer) -> AppResult<V
         removed_from: v.removed_from,
         platform_admin: v.platform_admin,
         email: v.email.clone(),
+        policy: v.policy.clone(),
+        token_grants: v.token_grants.clone(),
     };
     // The organization the request acts in stays, unless the viewer was just removed from it.
     match v.active_organization {
@@ -147,7 +161,7 @@ pub async fn reload_viewer(db: &impl ConnectionTrait, v: &Viewer) -> AppResult<V
     Ok(next)
 }
 
-pub(super) fn membership_from_row(r: &QueryResult) -> AppResult<Option<MembershipRecord>> {
+pub(super) fn membership_from_row(r: &QueryResult, policy: &Policy) -> AppResult<Option<MembershipRecord>> {
     if r.try_get::<Option<Uuid>>("", "m_id")?.is_none() {
         return Ok(None);
     }
@@ -163,29 +177,13 @@ pub(super) fn membership_from_row(r: &QueryResult) -> AppResult<Option<Membershi
     let stored: String = r.try_get("", "m_role")?;
     let role = <entity::MembershipRole as sea_orm::ActiveEnum>::try_from_value(&stored)
         .map_err(|_| AppError::internal(format!("unknown role `{stored}` in memberships")))?;
-    Ok(Some(record(r.try_get("", "m_id")?, role, r.try_get("", "m_active")?, r.try_get("", "m_joined")?, organization)))
-}
-
-/// A membership of `organization`, from its row.
-pub(super) fn record_of(m: membership::Model, organization: organization::Model) -> MembershipRecord {
-    record(m.id, m.role, m.is_active, m.joined_at, organization)
-}
-
-fn record(
-    id: Uuid,
-    role: entity::MembershipRole,
-    is_active: bool,
-    joined_at: chrono::DateTime<Utc>,
-    organization: organization::Model,
-) -> MembershipRecord {
-    MembershipRecord {
-        id,
-        organization_id: organization.id,
-        organization_slug: organization.slug.clone(),
-        organization_external_id: organization.external_id.clone(),
+    let keys = roles::decode_keys(r.try_get::<Option<String>>("", "m_roles")?.as_deref());
+    let catalogue = roles::decode_catalogue(r.try_get::<Option<String>>("", "o_roles")?.as_deref());
+    let m = MembershipRow {
+        id: r.try_get("", "m_id")?,
         role,
-        is_active,
-        joined_at,
-        organization: Arc::new(organization),
-    }
+        is_active: r.try_get("", "m_active")?,
+        joined_at: r.try_get("", "m_joined")?,
+    };
+    Ok(Some(MembershipRecord::new(m, organization, keys, catalogue, policy)))
 }

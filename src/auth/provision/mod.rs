@@ -32,10 +32,10 @@ use super::{
     Identity,
     active_org::{self, Choice},
     cache::{ContextCache, Found},
-    viewer::{EmailClaim, UserRecord, Viewer},
+    viewer::{EmailClaim, MembershipRecord, TokenGrants, UserRecord, Viewer},
 };
 use crate::{
-    authz::{AccessReason, Role},
+    authz::{AccessReason, Role, policy::Held, roles::Policy},
     config::{InvitationConfig, RoleSource},
     db::WriteLock,
     domain::audit,
@@ -58,12 +58,15 @@ pub struct Provisioner {
     invitations: InvitationConfig,
     audit: Arc<audit::RateLimited>,
     record_writes: bool,
+    policy: Arc<Policy>,
 }
 
 /// How the provisioner is set up (all from the configuration).
 pub struct ProvisionerSettings {
     pub role_source: RoleSource,
     pub default_role: Role,
+    /// The effective policy viewers' grants are computed with.
+    pub policy: Arc<Policy>,
     pub invitations: InvitationConfig,
     /// Note each provisioning's write position (a read replica is configured), so the new
     /// viewer's queries read their own rows.
@@ -79,8 +82,12 @@ impl Provisioner {
         write_lock: WriteLock,
         audit: Arc<audit::RateLimited>,
     ) -> Self {
-        let ProvisionerSettings { role_source, default_role, invitations, record_writes } = settings;
-        Self { conn, role_source, default_role, metrics, cache, write_lock, invitations, audit, record_writes }
+        let ProvisionerSettings { role_source, default_role, policy, invitations, record_writes } = settings;
+        Self { conn, role_source, default_role, metrics, cache, write_lock, invitations, audit, record_writes, policy }
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// What a plan depends on.
@@ -112,7 +119,10 @@ impl Provisioner {
             removed_from: None,
             platform_admin: identity.platform_admin,
             email: EmailClaim::from_identity(identity.email.as_deref(), identity.email_verified),
+            policy: self.policy.clone(),
+            token_grants: None,
         };
+        viewer.token_grants = token_grants(&self.policy, self.role_source, identity, &viewer.memberships);
         let token_org = identity.organization.as_ref().map(|o| o.external_id.as_str());
         let choice = active_org::choose(&viewer.memberships, viewer.platform_admin, token_org, active_header)
             .map_err(AppError::forbidden)?;
@@ -149,7 +159,9 @@ impl Provisioner {
                     None
                 }
                 Sight::Absent => None,
-                Sight::NotApplicable => load(&self.conn, Key::Identity(identity), invited.as_deref()).await?,
+                Sight::NotApplicable => {
+                    load(&self.conn, &self.policy, Key::Identity(identity), invited.as_deref()).await?
+                }
             },
         };
         let settings = self.plan_settings();
@@ -169,7 +181,7 @@ impl Provisioner {
         };
         let f = match provisioned {
             Some(f) => f,
-            None => load(&self.conn, Key::Identity(identity), invited.as_deref())
+            None => load(&self.conn, &self.policy, Key::Identity(identity), invited.as_deref())
                 .await?
                 .ok_or_else(|| AppError::internal("provisioned user vanished"))?,
         };
@@ -226,6 +238,30 @@ impl Provisioner {
         self.audit.record(format!("platform_admin:act_as:{id}"), event).await;
         Ok(id)
     }
+}
+
+/// What the token adds to the active membership in its organization, with
+/// COURSEGRAPH_ROLE_SOURCE=token: the grants its permissions map to (`[idp.permissions]`)
+/// and those of the custom roles its roles map to (COURSEGRAPH_ROLE_MAP), each spelled
+/// `token:<name>`. Nothing in database mode, nothing without an active membership there.
+pub fn token_grants(
+    policy: &Policy,
+    source: RoleSource,
+    identity: &Identity,
+    memberships: &[MembershipRecord],
+) -> Option<TokenGrants> {
+    if source != RoleSource::Token {
+        return None;
+    }
+    let org = identity.organization.as_ref()?;
+    let m = memberships
+        .iter()
+        .find(|m| m.is_active && m.organization_external_id.as_deref() == Some(org.external_id.as_str()))?;
+    let permissions = identity.permissions.iter().filter_map(|p| Some((p, policy.permission(p)?)));
+    let roles = identity.custom_roles.iter().filter_map(|k| Some((k, policy.grants_of(k, &m.organization_roles)?)));
+    let held: Vec<Held> =
+        permissions.chain(roles).map(|(name, grants)| Held { key: format!("token:{name}"), grants }).collect();
+    (!held.is_empty()).then_some(TokenGrants { organization_id: m.organization_id, held })
 }
 
 /// The verified address whose pending invitations provisioning accepts (with auto-accept).

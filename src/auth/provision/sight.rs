@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     auth::{Identity, cache::Found},
+    config::RoleSource,
     domain::audit,
     error::{AppError, AppResult},
 };
@@ -48,6 +49,10 @@ impl Provisioner {
     ) -> AppResult<Sight> {
         let Some(org) = &identity.organization else { return Ok(Sight::NotApplicable) };
         if self.conn.get_database_backend() != DbBackend::Postgres {
+            return Ok(Sight::NotApplicable);
+        }
+        // Custom roles a new membership is seeded with are the transaction's to assign.
+        if self.role_source == RoleSource::Database && !identity.custom_roles.is_empty() {
             return Ok(Sight::NotApplicable);
         }
         let role = identity.role.unwrap_or(self.default_role);
@@ -91,11 +96,11 @@ impl Provisioner {
         };
         let Some(row) = rows.first() else { return Ok(Sight::Absent) };
         if row.try_get::<bool>("", "existed")? {
-            let found = found_from_rows(&rows, true)?.ok_or_else(|| AppError::internal("no row"))?;
+            let found = found_from_rows(&rows, true, &self.policy)?.ok_or_else(|| AppError::internal("no row"))?;
             return Ok(Sight::Existing(found));
         }
         let user = user_from_row(row)?;
-        let membership = membership_from_row(row)?
+        let membership = membership_from_row(row, &self.policy)?
             .ok_or_else(|| AppError::internal("first sight returned a user without the membership"))?;
         if row.try_get::<bool>("", "org_created")? {
             self.metrics.provisioned("organization");
@@ -130,7 +135,9 @@ WITH seen AS (
     SELECT u.id, u.email, u.name, u.avatar_url, u.email_verified, u.last_login_at, u.created_at,
            m.id AS m_id, m.organization_id AS m_org, m.role AS m_role, m.is_active AS m_active,
            m.joined_at AS m_joined, o.slug AS o_slug, o.external_id AS o_ext, o.name AS o_name,
-           o.storage_bucket AS o_bucket, o.created_at AS o_created, o.updated_at AS o_updated
+           o.storage_bucket AS o_bucket, o.created_at AS o_created, o.updated_at AS o_updated,
+           (SELECT string_agg(mr.role_key, ',') FROM membership_roles mr WHERE mr.membership_id = m.id) AS m_roles,
+           (SELECT json_agg(json_build_array(r.key, r.grants))::text FROM roles r WHERE r.organization_id = m.organization_id) AS o_roles
     FROM users u
     LEFT JOIN memberships m ON m.user_id = u.id
     LEFT JOIN organizations o ON o.id = m.organization_id
@@ -168,6 +175,22 @@ FROM seen, pending
 UNION ALL
 SELECT u.id, u.email, u.name, u.avatar_url, u.email_verified, u.last_login_at, u.created_at,
        m.id, m.organization_id, m.role, m.is_active, m.joined_at, o.slug, o.external_id, o.name,
-       o.storage_bucket, o.created_at, o.updated_at,
+       o.storage_bucket, o.created_at, o.updated_at, NULL::text,
+       (SELECT json_agg(json_build_array(r.key, r.grants))::text FROM roles r WHERE r.organization_id = o.id),
        false, false, EXISTS (SELECT 1 FROM created)
 FROM u, m, o";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::roles;
+
+    #[test]
+    fn the_statement_reads_roles_as_the_viewer_statement_does() {
+        let keys = roles::assigned_keys_sql(DbBackend::Postgres, "m.id");
+        let catalogue = roles::catalogue_sql(DbBackend::Postgres, "m.organization_id");
+        assert!(SIGHT.contains(&format!("{keys} AS m_roles")), "{keys}");
+        assert!(SIGHT.contains(&format!("{catalogue} AS o_roles")), "{catalogue}");
+        assert!(SIGHT.contains(&roles::catalogue_sql(DbBackend::Postgres, "o.id")));
+    }
+}

@@ -10,13 +10,13 @@ use chrono::{DateTime, Utc};
 use entity::{AuditAction, organization, user};
 use sea_orm::{
     ConnectionTrait,
-    sea_query::{Expr, ExprTrait, Query},
+    sea_query::{Alias, Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
 use super::{
     Provisioner, apply_profile,
-    load::{USER_COLUMNS, record_of, user_from_row},
+    load::{USER_COLUMNS, user_from_row},
     plan::new_organization,
     profile_changed,
 };
@@ -27,11 +27,13 @@ use crate::{
         claims::OrgClaim,
         viewer::{MembershipRecord, UserRecord},
     },
+    authz::roles::RoleGrants,
     config::RoleSource,
     db::WriteTxn,
     domain::{
         audit, invitations, membership,
         organization::{self as org_domain, NewOrganization, candidate_slugs},
+        roles,
         user::{self as users, NewUser},
     },
     error::{AppError, AppResult},
@@ -69,8 +71,8 @@ impl Provisioner {
             }
         }
         if let Some(org) = &identity.organization {
-            let organization = self.ensure_org(&txn, org, now).await?;
-            match self.ensure_membership(&txn, identity, user.id, organization, now).await? {
+            let (organization, catalogue) = self.ensure_org(&txn, org, now).await?;
+            match self.ensure_membership(&txn, identity, user.id, organization, catalogue, now).await? {
                 Some(m) => {
                     if let Some(k) = known.as_mut() {
                         k.push(m);
@@ -134,16 +136,28 @@ impl Provisioner {
         Ok((u, false))
     }
 
-    /// The organization `org` names, created with a free slug if missing. Most first sights
-    /// are of an organization that exists: one SELECT finds it.
-    async fn ensure_org(&self, txn: &WriteTxn, org: &OrgClaim, now: DateTime<Utc>) -> AppResult<organization::Model> {
+    /// The organization `org` names, created with a free slug if missing, with its own
+    /// roles (read in the same SELECT; a new organization has none). Most first sights are
+    /// of an organization that exists: one SELECT finds it.
+    async fn ensure_org(
+        &self,
+        txn: &WriteTxn,
+        org: &OrgClaim,
+        now: DateTime<Utc>,
+    ) -> AppResult<(organization::Model, Vec<RoleGrants>)> {
+        let backend = txn.get_database_backend();
         let by_external_id = Query::select()
             .columns(org_domain::COLUMNS)
+            .expr_as(Expr::cust(roles::catalogue_sql(backend, "organizations.id")), Alias::new("o_roles"))
             .from(organization::Entity)
             .and_where(Expr::col(organization::Column::ExternalId).eq(org.external_id.as_str()))
             .to_owned();
+        let found = |row: &sea_orm::QueryResult| -> AppResult<_> {
+            let catalogue = roles::decode_catalogue(row.try_get::<Option<String>>("", "o_roles")?.as_deref());
+            Ok((org_domain::from_row(row)?, catalogue))
+        };
         if let Some(row) = txn.query_one(&by_external_id).await? {
-            return Ok(org_domain::from_row(&row)?);
+            return found(&row);
         }
         let (name, base) = new_organization(org);
         let new = NewOrganization { id: Uuid::now_v7(), external_id: Some(&org.external_id), name: &name, now };
@@ -152,25 +166,27 @@ impl Provisioner {
                 self.metrics.provisioned("organization");
                 tracing::info!(target: "audit", event = "organization.created", organization_id = %created.id,
                     external_id = %org.external_id, slug = %slug, "provisioned organization");
-                return Ok(created);
+                return Ok((created, Vec::new()));
             }
             // The slug was taken — or someone else just created this organization.
             if let Some(row) = txn.query_one(&by_external_id).await? {
-                return Ok(org_domain::from_row(&row)?);
+                return found(&row);
             }
         }
         Err(AppError::internal(format!("no free slug for organization {}", org.external_id)))
     }
 
     /// The membership in `organization` with the token's role, created if missing (with its
-    /// audit event). Returns it when this transaction created it; `None` when it was there
-    /// (then, with COURSEGRAPH_ROLE_SOURCE=token, an active one's role follows the token).
+    /// audit event) and, in database mode, seeded with the custom roles the token's roles
+    /// map to. Returns it when this transaction created it; `None` when it was there (then,
+    /// with COURSEGRAPH_ROLE_SOURCE=token, an active one's role follows the token).
     async fn ensure_membership(
         &self,
         txn: &WriteTxn,
         identity: &Identity,
         user_id: Uuid,
         organization: organization::Model,
+        catalogue: Vec<RoleGrants>,
         now: DateTime<Utc>,
     ) -> AppResult<Option<MembershipRecord>> {
         let org_id = organization.id;
@@ -184,7 +200,8 @@ impl Provisioner {
                     .details(serde_json::json!({ "role": role.as_str(), "source": "token" })),
             )
             .await?;
-            return Ok(Some(record_of(m, organization)));
+            let keys = self.seed_roles(txn, identity, &m, &catalogue, now).await?;
+            return Ok(Some(MembershipRecord::new(m.into(), organization, keys, catalogue, &self.policy)));
         }
         if self.role_source == RoleSource::Token
             && let Some(token_role) = identity.role
@@ -195,5 +212,36 @@ impl Provisioner {
                 organization_id = %org_id, role = token_role.as_str(), source = "token", "role follows token");
         }
         Ok(None)
+    }
+
+    /// In database mode a new membership starts with the custom roles the token's roles
+    /// map to (COURSEGRAPH_ROLE_MAP), as it starts with the mapped built-in role; keys that
+    /// name no role of the organization or the policy file are skipped. Each assignment
+    /// has its audit event.
+    async fn seed_roles(
+        &self,
+        txn: &WriteTxn,
+        identity: &Identity,
+        m: &entity::membership::Model,
+        catalogue: &[RoleGrants],
+        now: DateTime<Utc>,
+    ) -> AppResult<Vec<std::sync::Arc<str>>> {
+        let mut keys = Vec::new();
+        if self.role_source != RoleSource::Database {
+            return Ok(keys);
+        }
+        for key in identity.custom_roles.iter().filter(|k| self.policy.grants_of(k, catalogue).is_some()) {
+            if roles::assign(txn, m, key, now).await? {
+                audit::record(
+                    txn,
+                    audit::Event::new(AuditAction::RoleAssigned, Some(m.organization_id), Some(m.user_id))
+                        .target("membership", m.id)
+                        .details(serde_json::json!({ "role": key, "source": "token" })),
+                )
+                .await?;
+                keys.push(key.as_str().into());
+            }
+        }
+        Ok(keys)
     }
 }

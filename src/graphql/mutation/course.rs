@@ -63,12 +63,13 @@ pub struct UpdateCourseInput {
 
 /// BAD_USER_INPUT unless `instructor` may teach in `org`.
 async fn must_teach(ctx: &Context<'_>, instructor: Uuid, org: Uuid) -> AppResult<()> {
-    if can_teach(ctx.db()?, instructor, org).await? {
+    if can_teach(ctx.db()?, &ctx.viewer()?.policy, instructor, org).await? {
         return Ok(());
     }
     Err(AppError::bad_input(
         "input.instructorId",
-        "the instructor must be an active ADMIN or INSTRUCTOR of the course's organization",
+        "the instructor must be an active ADMIN or INSTRUCTOR of the course's organization \
+         (a member whose roles hold UPDATE_COURSE)",
     ))
 }
 
@@ -101,7 +102,7 @@ async fn new_course(ctx: &Context<'_>, input: CreateCourseInput, org: Uuid) -> A
             Some(id)
         }
         // The creator teaches it — unless they cannot (a platform admin from outside).
-        None => can_teach(ctx.db()?, viewer.user.id, org).await?.then_some(viewer.user.id),
+        None => can_teach(ctx.db()?, &viewer.policy, viewer.user.id, org).await?.then_some(viewer.user.id),
     };
     let now = Utc::now();
     Ok(course::ActiveModel {

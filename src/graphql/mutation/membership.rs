@@ -14,7 +14,7 @@ use crate::{
     auth::{Viewer, viewer::MembershipRecord},
     authz::{Action, Resource, Role},
     db::Change,
-    domain::{audit::Event, membership},
+    domain::{audit::Event, membership, roles},
     error::{AppError, AppResult},
     graphql::{
         context::ContextExt,
@@ -57,7 +57,9 @@ pub(super) async fn lock_and_recheck(
     let mut now = viewer.clone();
     now.memberships.retain(|m| m.organization_id != org);
     if let (Some(m), Some(old)) = (current, viewer.membership(org)) {
-        now.memberships.push(MembershipRecord { role: m.role, is_active: m.is_active, ..old.clone() });
+        let keys = old.roles.iter().map(|k| &**k);
+        let grants = viewer.policy.stored_grants(m.role, keys, &old.organization_roles);
+        now.memberships.push(MembershipRecord { role: m.role, is_active: m.is_active, grants, ..old.clone() });
     }
     ctx.require_as(&now, action, &Resource::Organization { id: org })?;
     Ok(())
@@ -161,7 +163,8 @@ impl MembershipMutation {
                 .details(serde_json::json!({ "userId": m.user_id, "from": m.role.as_str(), "to": role.as_str() })),
         )
         .await?;
-        if role < Role::Instructor {
+        // A member who no longer holds UPDATE_COURSE (by role or assigned roles) stops teaching.
+        if !roles::stored_grants(&work, &viewer.policy, &updated).await?.has(Action::UpdateCourse) {
             work.live(membership::end_instructorships(&work, m.user_id, m.organization_id).await?);
         }
         work.changed(Change::User(m.user_id));
@@ -186,6 +189,16 @@ impl MembershipMutation {
                 .details(serde_json::json!({ "userId": m.user_id, "role": m.role.as_str() })),
         )
         .await?;
+        // Its custom roles go with it: an invitation brings the member back with the
+        // invited role only.
+        for key in roles::unassign_all(&work, m.id).await? {
+            work.audit(
+                Event::new(AuditAction::RoleUnassigned, Some(m.organization_id), Some(viewer.user.id))
+                    .target("membership", m.id)
+                    .details(serde_json::json!({ "userId": m.user_id, "role": key, "reason": "member removed" })),
+            )
+            .await?;
+        }
         work.live(membership::end_instructorships(&work, m.user_id, m.organization_id).await?);
         work.changed(Change::User(m.user_id));
         request.commit(work).await?;

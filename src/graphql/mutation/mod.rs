@@ -8,6 +8,7 @@ mod course;
 mod invitation;
 mod membership;
 mod organization;
+mod role;
 mod track;
 
 use async_graphql::{MaybeUndefined, MergedObject};
@@ -28,6 +29,7 @@ pub struct Mutation(
     course::CourseMutation,
     track::TrackMutation,
     invitation::InvitationMutation,
+    role::RoleMutation,
 );
 
 /// A value that may be left out but not set to null.

@@ -3,7 +3,7 @@
 
 use async_graphql::{ID, SimpleObject};
 
-use crate::authz::{AccessReason, Action, Decision, Role};
+use crate::authz::{AccessReason, Action, Decision, Role, Subject, policy};
 
 use super::membership::Membership;
 
@@ -20,11 +20,20 @@ pub struct AccessDecision {
     pub organization_id: Option<ID>,
     /// The name of the policy rule that decided.
     pub policy: String,
+    /// The keys of the viewer's roles whose grant allowed it (`token:<permission>` for a
+    /// grant the token brought); empty when denied.
+    pub granted_by: Vec<String>,
+    /// The keys of every role of that organization that would allow it (built-in,
+    /// policy-file and its own); empty for NOT_FOUND and NOT_A_MEMBER.
+    pub granting_roles: Vec<String>,
 }
 
-impl From<Decision> for AccessDecision {
-    fn from(d: Decision) -> Self {
+impl AccessDecision {
+    /// The decision `d`, explained for `subject`.
+    pub fn new(subject: &impl Subject, d: Decision) -> Self {
         Self {
+            granted_by: policy::granted_by(subject, &d),
+            granting_roles: policy::granting_roles(subject, &d),
             allowed: d.allowed,
             reason: d.reason,
             action: d.action,

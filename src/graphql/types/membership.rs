@@ -4,10 +4,18 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{organization::Organization, user::User};
+use super::{
+    organization::Organization,
+    role::{PermissionGrant, RoleNode, grants_out},
+    user::User,
+};
 use crate::{
     auth::viewer::MembershipRecord,
-    authz::Role,
+    authz::{
+        Action, Resource, Role,
+        roles::{RoleDef, RoleGrants},
+    },
+    domain::roles,
     error::{AppError, AppResult},
     graphql::context::ContextExt,
 };
@@ -74,5 +82,51 @@ impl Membership {
 
     async fn joined_at(&self) -> DateTime<Utc> {
         self.joined_at
+    }
+
+    /// The custom (and policy-file) roles assigned to it. READ_MEMBERS, or the
+    /// membership's own user.
+    async fn roles(&self, ctx: &Context<'_>) -> Option<Vec<RoleNode>> {
+        let r = async {
+            let (viewer, keys, custom) = self.assigned(ctx).await?;
+            let policy = &viewer.policy;
+            let found = keys.iter().filter_map(|k| {
+                custom.iter().find(|r| *r.key == **k).cloned().or_else(|| policy.file_role(k).cloned())
+            });
+            Ok(Some(found.map(RoleNode).collect()))
+        };
+        ctx.or_null(r.await)
+    }
+
+    /// What it holds as stored: its built-in role's grants and its assigned roles' (a
+    /// token's permissions are never stored). READ_MEMBERS, or the membership's own user.
+    async fn grants(&self, ctx: &Context<'_>) -> Option<Vec<PermissionGrant>> {
+        let r = async {
+            let (viewer, keys, custom) = self.assigned(ctx).await?;
+            let catalogue: Vec<_> =
+                custom.iter().map(|r| RoleGrants { key: r.key.clone(), grants: r.grants }).collect();
+            let grants = viewer.policy.stored_grants(self.role, keys.iter().map(String::as_str), &catalogue);
+            Ok(Some(grants_out(grants)))
+        };
+        ctx.or_null(r.await)
+    }
+}
+
+impl Membership {
+    /// The keys assigned to this membership and its organization's own roles, once the
+    /// viewer may see them (READ_MEMBERS there, or their own membership).
+    async fn assigned(
+        &self,
+        ctx: &Context<'_>,
+    ) -> AppResult<(std::sync::Arc<crate::auth::Viewer>, Vec<String>, Vec<RoleDef>)> {
+        let viewer = ctx.viewer()?;
+        if viewer.user.id != self.user_id {
+            ctx.require_as(&viewer, Action::ReadMembers, &Resource::Organization { id: self.organization_id })?;
+        }
+        let db = ctx.db()?;
+        let keys = roles::assigned(db, self.id).await?;
+        let custom =
+            if keys.is_empty() { Vec::new() } else { roles::organization_roles(db, self.organization_id).await? };
+        Ok((viewer, keys, custom))
     }
 }

@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod invitation;
 pub mod membership;
 pub mod organization;
+pub mod role;
 pub mod scalars;
 pub mod track;
 pub mod user;

@@ -11,6 +11,7 @@ use super::{
     audit::{AuditAction, AuditEvent, AuditEventConnection},
     connection::{self, CourseConnection, CourseFilter, MembershipConnection, NewestFirst},
     invitation::{Invitation, InvitationConnection, InvitationStatus},
+    role::RoleNode,
 };
 use crate::{
     authz::{Action, Resource, Role, Subject as _, policy, scope},
@@ -36,6 +37,7 @@ pub struct OrganizationPermissions {
     pub manage_members: bool,
     pub create_course: bool,
     pub read_audit_log: bool,
+    pub manage_roles: bool,
 }
 
 #[Object]
@@ -218,6 +220,23 @@ impl Organization {
             manage_members: policy::allows(v, Action::ManageMembers, &r),
             create_course: policy::allows(v, Action::CreateCourse, &r),
             read_audit_log: policy::allows(v, Action::ReadAuditLog, &r),
+            manage_roles: policy::allows(v, Action::ManageRoles, &r),
         })
+    }
+
+    /// The roles members here can hold: the built-in four, the policy file's and this
+    /// organization's own. READ_MEMBERS.
+    #[graphql(visible = "visibility::organization_roles")]
+    async fn roles(&self, ctx: &Context<'_>) -> Option<Vec<RoleNode>> {
+        let r = async {
+            let viewer = ctx.viewer()?;
+            ctx.require_as(&viewer, Action::ReadMembers, &self.resource())?;
+            let own = crate::domain::roles::organization_roles(ctx.db()?, self.0.id).await?;
+            let policy = &viewer.policy;
+            let all = policy.built_in_roles().chain(policy.file_roles().iter().cloned()).chain(own);
+            Ok(Some(all.map(RoleNode).collect()))
+        }
+        .await;
+        ctx.or_null(r)
     }
 }

@@ -7,8 +7,14 @@ use async_graphql::{Context, Object};
 use entity::{InvitationStatus, invitation};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
+use super::role::{PermissionGrant, grants_out};
 use super::{invitation::Invitation, membership::Membership, organization::Organization, user::User};
-use crate::{auth::Viewer, authz::Role, error::AppResult, graphql::context::ContextExt};
+use crate::{
+    auth::Viewer,
+    authz::{Role, grants::GrantSet},
+    error::AppResult,
+    graphql::context::ContextExt,
+};
 
 /// Resolved from the request's viewer cell, so it shows the viewer as they are now.
 pub struct ViewerNode(pub Arc<Viewer>);
@@ -49,6 +55,21 @@ impl ViewerNode {
 
     async fn is_platform_admin(&self) -> bool {
         self.0.platform_admin
+    }
+
+    /// The effective grants in the active organization: the built-in role's, the assigned
+    /// roles' and, with COURSEGRAPH_ROLE_SOURCE=token, the token's permissions' (every
+    /// grant for a platform admin). The same refusal as `activeOrganization` when removed.
+    async fn grants(&self, ctx: &Context<'_>) -> Option<Vec<PermissionGrant>> {
+        let r = self.active(ctx).map(|active| {
+            let g = match active {
+                _ if self.0.platform_admin => GrantSet::all(),
+                Some(o) => self.0.grants_in(o),
+                None => GrantSet::EMPTY,
+            };
+            Some(grants_out(g))
+        });
+        ctx.or_null(r)
     }
 
     /// Pending invitations addressed to the token's verified email, newest first (empty
