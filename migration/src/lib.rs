@@ -13,6 +13,7 @@ mod m20250201_000008_create_audit_events;
 mod m20250201_000009_rls_invitations_audit;
 mod m20250301_000010_create_write_positions;
 mod m20251201_000011_create_roles;
+mod m20251207_000012_tracks_now;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250201_000009_rls_invitations_audit::Migration),
             Box::new(m20250301_000010_create_write_positions::Migration),
             Box::new(m20251201_000011_create_roles::Migration),
+            Box::new(m20251207_000012_tracks_now::Migration),
         ]
     }
 }

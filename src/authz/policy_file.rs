@@ -8,7 +8,7 @@ use std::{fmt, ops::Range, path::Path};
 use toml_edit::{Document, Item, TableLike};
 
 use super::{
-    Action, Role,
+    Role,
     grants::{Grant, GrantSet},
     roles::{Policy, RoleDef, RoleKind, file_role_id, is_valid_key},
 };
@@ -293,7 +293,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::grants::GrantScope;
+    use crate::authz::{Action, grants::GrantScope};
 
     const EXAMPLE: &str = r#"
 [roles.MEMBER]

@@ -2,6 +2,7 @@
 //! counting statements, write transactions, and the changes a write announces. The
 //! request's own handle is [`request::RequestDb`]; the read replica is [`replica`].
 
+pub mod notes;
 pub mod replica;
 pub mod request;
 pub mod rows;
@@ -11,7 +12,7 @@ pub use request::{RequestDb, Tenancy};
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -61,6 +62,7 @@ pub async fn connect(
             Err(e) => return Err(e),
         }
     };
+    check_transaction_defaults(&conn).await?;
     let counter = StatementCounter::default();
     let c = counter.0.clone();
     conn.set_metric_callback(move |info| {
@@ -280,11 +282,14 @@ pub async fn ping(conn: &DatabaseConnection) -> bool {
 /// it, which insert-on-conflict-then-select relies on); SQLite takes the write lock
 /// up front (BEGIN IMMEDIATE) so two writers queue on the busy timeout instead of
 /// failing to upgrade a read snapshot.
+/// PostgreSQL's `SET TRANSACTION` costs a round trip, so it is left out when the server's
+/// defaults already are READ COMMITTED and READ WRITE (checked as each pool connects).
 pub async fn begin_write<C: TransactionTrait + ConnectionTrait>(conn: &C) -> Result<C::Transaction, DbErr> {
     let options = match conn.get_database_backend() {
         DbBackend::Sqlite => {
             TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() }
         }
+        _ if PG_DEFAULTS_FIT.load(Ordering::Relaxed) => TransactionOptions::default(),
         _ => TransactionOptions {
             isolation_level: Some(IsolationLevel::ReadCommitted),
             access_mode: Some(AccessMode::ReadWrite),
@@ -292,6 +297,32 @@ pub async fn begin_write<C: TransactionTrait + ConnectionTrait>(conn: &C) -> Res
         },
     };
     conn.begin_with_options(options).await
+}
+
+/// Whether every PostgreSQL server this process connected to starts transactions READ
+/// COMMITTED and READ WRITE by default ([`begin_write`] then sends a bare BEGIN).
+static PG_DEFAULTS_FIT: AtomicBool = AtomicBool::new(false);
+/// Set once a server whose defaults differ was seen: they stay spelled out from then on.
+static PG_DEFAULTS_DIFFER: AtomicBool = AtomicBool::new(false);
+
+/// Notes whether `conn`'s server's transaction defaults are what a write needs.
+async fn check_transaction_defaults(conn: &DatabaseConnection) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_setting('default_transaction_isolation') = 'read committed' \
+             AND current_setting('default_transaction_read_only') = 'off' AS fit",
+        ))
+        .await?;
+    let fit = row.map(|r| r.try_get::<bool>("", "fit")).transpose()?.unwrap_or(false);
+    if !fit {
+        PG_DEFAULTS_DIFFER.store(true, Ordering::Relaxed);
+    }
+    PG_DEFAULTS_FIT.store(fit && !PG_DEFAULTS_DIFFER.load(Ordering::Relaxed), Ordering::Relaxed);
+    Ok(())
 }
 
 /// Queues this process's write transactions on SQLite, which admits one writer at a
@@ -389,22 +420,11 @@ pub fn change_payload(c: Change) -> String {
     }
 }
 
-/// Announces `changes` to every server process (PostgreSQL; inside the caller's
-/// transaction, so they hear of it only if it commits). Nothing on SQLite, whose one
+/// How `changes` are announced to every server process (PostgreSQL, inside the writing
+/// transaction, so they hear of it only if it commits; see [`notes::send`]). SQLite's one
 /// process applies them itself.
-pub async fn announce(db: &impl ConnectionTrait, changes: &[Change]) -> Result<(), DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    for c in changes {
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [CHANGES_CHANNEL.into(), change_payload(*c).into()],
-        ))
-        .await?;
-    }
-    Ok(())
+pub fn change_notes(changes: &[Change]) -> Vec<notes::Note> {
+    changes.iter().map(|c| (CHANGES_CHANNEL, change_payload(*c))).collect()
 }
 
 /// Whether a database error is a unique-key violation (on either backend).

@@ -5,8 +5,12 @@
 //! A mutation begins one, writes through it (it is the transaction), records what it
 //! changed, and commits it; what committed goes back to the request (fresh loaders, the
 //! viewer re-read when the change concerns them, live events delivered on SQLite).
+//!
+//! What it announces costs one statement, sent with the writes the mutation left for the
+//! commit ([`UnitOfWork::at_commit`]) where it left some: on PostgreSQL a write is then
+//! BEGIN, what it must read, one statement that writes and notifies, and COMMIT.
 
-use sea_orm::DbErr;
+use sea_orm::{ConnectionTrait, DbErr, Statement};
 
 use super::audit;
 use crate::{
@@ -19,6 +23,7 @@ pub struct UnitOfWork {
     txn: WriteTxn,
     changes: Vec<Change>,
     events: Vec<LiveEvent>,
+    last: Vec<Statement>,
 }
 
 /// What a committed unit of work changed.
@@ -30,7 +35,7 @@ pub struct Committed {
 
 impl UnitOfWork {
     pub fn new(txn: WriteTxn) -> Self {
-        Self { txn, changes: Vec::new(), events: Vec::new() }
+        Self { txn, changes: Vec::new(), events: Vec::new(), last: Vec::new() }
     }
 
     /// Records `event` in the audit log, in this transaction: it exists exactly when the
@@ -51,11 +56,19 @@ impl UnitOfWork {
         self.events.extend(events);
     }
 
-    /// Announces the changes and events (inside the transaction, so they travel only if it
-    /// commits) and commits.
+    /// Leaves a write for the commit, which sends it with the announcements in one
+    /// statement (see [`db::notes::send`]: such writes must touch rows no other of them
+    /// does). For a mutation's last writes, whose result it already knows.
+    pub fn at_commit(&mut self, write: &impl sea_orm::StatementBuilder) {
+        self.last.push(self.txn.get_database_backend().build(write));
+    }
+
+    /// Runs the writes left for the commit and announces the changes and events (inside the
+    /// transaction, so they travel only if it commits), then commits.
     pub async fn commit(self) -> Result<Committed, DbErr> {
-        db::announce(&self.txn, &self.changes).await?;
-        live::notify(&self.txn, &self.events).await?;
+        let mut notes = db::change_notes(&self.changes);
+        notes.extend(live::notes(&self.events));
+        db::notes::send(&self.txn, self.last, &notes).await?;
         self.txn.commit().await?;
         Ok(Committed { changes: self.changes, events: self.events })
     }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID};
 use entity::{course, invitation, membership, organization, track};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement, sea_query::Query,
+};
 use uuid::Uuid;
 
 use super::{context::ContextExt, types::parse_id};
@@ -67,6 +70,89 @@ pub async fn track(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<(Ar
         e => e,
     })?;
     Ok((t, c))
+}
+
+/// Which course a write to its tracks is about: the course itself, or one of its tracks'.
+#[derive(Clone, Copy, Debug)]
+pub enum CourseOf {
+    Course(Uuid),
+    Track(Uuid),
+}
+
+/// For a write to a course's tracks, inside its unit of work: the course, locked until
+/// the write commits (FOR UPDATE on PostgreSQL, so concurrent writes to one course's
+/// tracks take turns and positions stay dense; SQLite's writer holds the whole database),
+/// and its tracks in order — in one statement. The same answers as [`course`] and
+/// [`track`]: NOT_FOUND when the viewer cannot read it, FORBIDDEN unless `action` is granted.
+pub async fn course_for_write(
+    ctx: &Context<'_>,
+    work: &impl ConnectionTrait,
+    of: CourseOf,
+    action: Action,
+) -> AppResult<(Arc<course::Model>, Vec<track::Model>)> {
+    let viewer = ctx.viewer()?;
+    let missing = || match of {
+        CourseOf::Course(_) => AppError::not_found("course"),
+        CourseOf::Track(_) => AppError::not_found("track"),
+    };
+    let which = match of {
+        CourseOf::Course(id) => course::Column::Id.eq(id),
+        CourseOf::Track(id) => course::Column::Id.in_subquery(
+            Query::select()
+                .column(track::Column::CourseId)
+                .from(track::Entity)
+                .and_where(track::Column::Id.eq(id))
+                .to_owned(),
+        ),
+    };
+    let course = course::Entity::find().filter(scope::courses(viewer.as_ref())).filter(which);
+    let rows: Vec<(course::Model, Option<track::Model>)> = match work.get_database_backend() {
+        // The lock, then the tracks as committed once it is held (`app_tracks_now`, a
+        // VOLATILE function, reads with a fresh snapshot): a statement that waited for the
+        // lock would otherwise see the tracks as they were when it began.
+        DbBackend::Postgres => {
+            let locked = DbBackend::Postgres.build(course.lock_exclusive().as_query());
+            let cols = |prefix: &str, alias: &str, names: Vec<&str>| {
+                names.iter().map(|c| format!("{alias}.\"{c}\" AS \"{prefix}{c}\"")).collect::<Vec<_>>().join(", ")
+            };
+            let sql = format!(
+                "SELECT {}, {} FROM ({}) c LEFT JOIN LATERAL app_tracks_now(c.id) t ON true ORDER BY t.position, t.id",
+                cols("c_", "c", course::Column::iter().map(|c| c.as_str()).collect()),
+                cols("t_", "t", track::Column::iter().map(|c| c.as_str()).collect()),
+                locked.sql
+            );
+            let stmt = Statement { sql, ..locked };
+            work.query_all_raw(stmt)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((course::Model::from_query_result(r, "c_")?, track::Model::from_query_result_optional(r, "t_")?))
+                })
+                .collect::<Result<_, DbErr>>()?
+        }
+        // SQLite: the write transaction (BEGIN IMMEDIATE) already holds the database.
+        _ => {
+            course
+                .find_also_related(track::Entity)
+                .order_by_asc(track::Column::Position)
+                .order_by_asc(track::Column::Id)
+                .all(work)
+                .await?
+        }
+    };
+    let Some((c, _)) = rows.first() else { return Err(missing()) };
+    let c = Arc::new(c.clone());
+    let tracks: Vec<track::Model> = rows.into_iter().filter_map(|(_, t)| t).collect();
+    if let CourseOf::Track(id) = of
+        && !tracks.iter().any(|t| t.id == id)
+    {
+        return Err(missing());
+    }
+    ctx.require_as(&viewer, action, &super::types::course::resource(&c)).map_err(|e| match (e, of) {
+        (AppError::NotFound { .. }, CourseOf::Track(_)) => missing(),
+        (e, _) => e,
+    })?;
+    Ok((c, tracks))
 }
 
 /// A membership in one of the viewer's organizations, with `action` granted there.

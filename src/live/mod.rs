@@ -21,7 +21,7 @@ use std::{
 };
 
 use entity::{course, track};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::DbBackend;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -140,21 +140,11 @@ impl LiveEvent {
     }
 }
 
-/// Announces `events` on PostgreSQL, inside the caller's transaction: listeners hear of
-/// them only if it commits. Nothing on SQLite (see [`Bus::committed`]).
-pub async fn notify(db: &impl ConnectionTrait, events: &[LiveEvent]) -> Result<(), DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    for e in events {
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), encode(e).into()],
-        ))
-        .await?;
-    }
-    Ok(())
+/// How `events` are announced on PostgreSQL, inside the writing transaction: listeners
+/// hear of them only if it commits ([`crate::db::notes::send`]). SQLite's bus delivers
+/// them itself (see [`Bus::committed`]).
+pub fn notes(events: &[LiveEvent]) -> Vec<crate::db::notes::Note> {
+    events.iter().map(|e| (CHANNEL, encode(e))).collect()
 }
 
 /// Subscribers by organization: one broadcast topic per organization with a listener.

@@ -28,4 +28,5 @@ mod roles;
 mod scaleout;
 mod schema_rules;
 mod snapshots;
+mod write_cost;
 mod ws;

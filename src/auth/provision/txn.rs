@@ -85,7 +85,7 @@ impl Provisioner {
         // transaction created: until it commits nobody can have loaded them. (Besides the
         // round trip, a NOTIFY serializes committing transactions in PostgreSQL.)
         if !created_user {
-            crate::db::announce(&txn, &[Change::User(user.id)]).await?;
+            crate::db::notes::send(&txn, Vec::new(), &crate::db::change_notes(&[Change::User(user.id)])).await?;
         }
         txn.commit().await?;
         if !created_user {

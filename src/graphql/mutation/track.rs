@@ -7,11 +7,11 @@ use std::{
 };
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
+use chrono::SubsecRound as _;
 use chrono::Utc;
 use entity::track;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    ColumnTrait, EntityTrait, QueryTrait,
     sea_query::{CaseStatement, Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
@@ -19,10 +19,11 @@ use uuid::Uuid;
 use super::not_null;
 use crate::{
     authz::Action,
+    domain::write::UnitOfWork,
     error::{AppError, AppResult},
     graphql::{
         context::ContextExt,
-        lookup,
+        lookup::{self, CourseOf},
         types::{parse_id, track::Track},
         validate, visibility,
     },
@@ -46,57 +47,40 @@ pub struct UpdateTrackInput {
     pub position: MaybeUndefined<i32>,
 }
 
-/// Where each track of `course` is now.
-async fn positions(db: &impl ConnectionTrait, course: Uuid) -> AppResult<HashMap<Uuid, i32>> {
-    let rows: Vec<(Uuid, i32)> = track::Entity::find()
-        .select_only()
-        .column(track::Column::Id)
-        .column(track::Column::Position)
-        .filter(track::Column::CourseId.eq(course))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().collect())
+/// Now, as the database keeps it (microseconds): a write's rows are built here and
+/// answered without reading them back.
+fn now() -> chrono::DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
-/// A CHANGED event for every other track of `course` whose position is not what
-/// `before` says (the tracks a move or an insertion shifted).
-async fn moved_tracks(
-    db: &impl ConnectionTrait,
+/// Moves the tracks of `course` at positions `from..=to` by `delta`, and says which moved
+/// (each as it is after the move) — left for the commit, with the write they make room for.
+fn shift(
+    work: &mut UnitOfWork,
+    tracks: &[track::Model],
     course: Uuid,
-    before: &HashMap<Uuid, i32>,
-    except: Uuid,
-) -> AppResult<Vec<LiveEvent>> {
-    let now = track::Entity::find().filter(track::Column::CourseId.eq(course)).all(db).await?;
-    Ok(now
-        .iter()
-        .filter(|t| t.id != except && before.get(&t.id).is_some_and(|p| *p != t.position))
-        .map(|t| LiveEvent::track(Op::Updated, t))
-        .collect())
-}
-
-/// Moves the tracks of `course` at positions `from..=to` (to the end without `to`) by `delta`.
-async fn shift_tracks(
-    db: &impl ConnectionTrait,
-    course: Uuid,
-    from: i32,
-    to: Option<i32>,
+    (from, to): (i32, i32),
     delta: i32,
-) -> AppResult<()> {
-    let mut q = track::Entity::update_many()
-        .col_expr(track::Column::Position, Expr::col(track::Column::Position).add(delta))
-        .filter(track::Column::CourseId.eq(course))
-        .filter(track::Column::Position.gte(from));
-    if let Some(to) = to {
-        q = q.filter(track::Column::Position.lte(to));
+) -> Vec<track::Model> {
+    let moved: Vec<track::Model> = tracks
+        .iter()
+        .filter(|t| (from..=to).contains(&t.position))
+        .map(|t| track::Model { position: t.position + delta, ..t.clone() })
+        .collect();
+    if !moved.is_empty() {
+        work.at_commit(
+            Query::update()
+                .table(track::Entity)
+                .value(track::Column::Position, Expr::col(track::Column::Position).add(delta))
+                .and_where(track::Column::CourseId.eq(course))
+                .and_where(track::Column::Position.between(from, to)),
+        );
     }
-    q.exec(db).await?;
-    Ok(())
+    moved
 }
 
-async fn track_count(db: &impl ConnectionTrait, course: Uuid) -> AppResult<i32> {
-    let n = track::Entity::find().filter(track::Column::CourseId.eq(course)).count(db).await?;
-    Ok(i32::try_from(n).unwrap_or(i32::MAX))
+fn updated(tracks: &[track::Model]) -> impl Iterator<Item = LiveEvent> + '_ {
+    tracks.iter().map(|t| LiveEvent::track(Op::Updated, t))
 }
 
 #[derive(Default)]
@@ -108,37 +92,31 @@ impl TrackMutation {
     #[graphql(visible = "visibility::mutation_create_track")]
     async fn create_track(&self, ctx: &Context<'_>, input: CreateTrackInput) -> AppResult<Track> {
         let course_id = parse_id("input.courseId", &input.course_id)?;
-        let c = lookup::course(ctx, course_id, Action::ManageTracks).await?;
+        let request = ctx.request()?;
+        let mut work = request.begin().await?;
+        let (c, tracks) =
+            lookup::course_for_write(ctx, &work, CourseOf::Course(course_id), Action::ManageTracks).await?;
         let name = validate::name("input.name", &input.name)?;
         let description = validate::description("input.description", input.description.as_deref())?;
         let position = input.position.map(|p| validate::position("input.position", p)).transpose()?;
-        let request = ctx.request()?;
-        let mut work = request.begin().await?;
-        let before = positions(&work, c.id).await?;
-        let count = i32::try_from(before.len()).unwrap_or(i32::MAX);
-        let position = match position {
-            Some(p) if p < count => {
-                shift_tracks(&work, c.id, p, None, 1).await?;
-                p
-            }
-            _ => count,
-        };
-        let now = Utc::now();
-        let t = track::ActiveModel {
-            id: Set(Uuid::now_v7()),
+        let count = i32::try_from(tracks.len()).unwrap_or(i32::MAX);
+        let position = position.filter(|p| *p < count).unwrap_or(count);
+        let moved = shift(&mut work, &tracks, c.id, (position, i32::MAX), 1);
+        let now = now();
+        let t = track::Model {
+            id: Uuid::now_v7(),
             // Always the course's organization, never taken from input.
-            organization_id: Set(c.organization_id),
-            course_id: Set(c.id),
-            name: Set(name),
-            description: Set(description),
-            position: Set(position),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&work)
-        .await?;
+            organization_id: c.organization_id,
+            course_id: c.id,
+            name,
+            description,
+            position,
+            created_at: now,
+            updated_at: now,
+        };
+        work.at_commit(track::Entity::insert(track::ActiveModel::from(t.clone())).as_query());
         work.live([LiveEvent::track(Op::Created, &t)]);
-        work.live(moved_tracks(&work, c.id, &before, t.id).await?);
+        work.live(updated(&moved));
         request.commit(work).await?;
         Ok(Track::new(Arc::new(t)))
     }
@@ -147,57 +125,58 @@ impl TrackMutation {
     #[graphql(visible = "visibility::mutation_update_track")]
     async fn update_track(&self, ctx: &Context<'_>, id: ID, input: UpdateTrackInput) -> AppResult<Track> {
         let id = parse_id("id", &id)?;
-        let (t, c) = lookup::track(ctx, id, Action::ManageTracks).await?;
+        let request = ctx.request()?;
+        let mut work = request.begin().await?;
+        let (c, tracks) = lookup::course_for_write(ctx, &work, CourseOf::Track(id), Action::ManageTracks).await?;
         let name = not_null("input.name", input.name)?.map(|n| validate::name("input.name", &n)).transpose()?;
         let description = (!input.description.is_undefined())
             .then(|| validate::description("input.description", input.description.as_opt_deref().flatten()))
             .transpose()?;
         let position =
             not_null("input.position", input.position)?.map(|p| validate::position("input.position", p)).transpose()?;
-        let request = ctx.request()?;
-        let mut work = request.begin().await?;
-        let t = track::Entity::find_by_id(t.id).one(&work).await?.ok_or(AppError::not_found("track"))?;
-        let before = if position.is_some() { positions(&work, c.id).await? } else { HashMap::new() };
-        let mut am: track::ActiveModel = t.clone().into();
+        let t = tracks.iter().find(|t| t.id == id).ok_or(AppError::not_found("track"))?;
+        let mut next = track::Model { updated_at: now(), ..t.clone() };
+        let mut set = Query::update();
+        set.table(track::Entity).value(track::Column::UpdatedAt, next.updated_at);
         if let Some(n) = name {
-            am.name = Set(n);
+            set.value(track::Column::Name, n.clone());
+            next.name = n;
         }
         if let Some(d) = description {
-            am.description = Set(d);
+            set.value(track::Column::Description, d.clone());
+            next.description = d;
         }
+        let mut moved = Vec::new();
         if let Some(p) = position {
-            let p = std::cmp::min(p, track_count(&work, c.id).await? - 1);
+            let last = i32::try_from(tracks.len()).unwrap_or(i32::MAX) - 1;
+            let p = std::cmp::min(p, last);
             if p < t.position {
-                shift_tracks(&work, c.id, p, Some(t.position - 1), 1).await?;
+                moved = shift(&mut work, &tracks, c.id, (p, t.position - 1), 1);
             } else if p > t.position {
-                shift_tracks(&work, c.id, t.position + 1, Some(p), -1).await?;
+                moved = shift(&mut work, &tracks, c.id, (t.position + 1, p), -1);
             }
-            am.position = Set(p);
+            set.value(track::Column::Position, p);
+            next.position = p;
         }
-        am.updated_at = Set(Utc::now());
-        let updated = am.update(&work).await?;
-        work.live([LiveEvent::track(Op::Updated, &updated)]);
-        if !before.is_empty() {
-            work.live(moved_tracks(&work, c.id, &before, updated.id).await?);
-        }
+        work.at_commit(set.and_where(track::Column::Id.eq(t.id)));
+        work.live([LiveEvent::track(Op::Updated, &next)]);
+        work.live(updated(&moved));
         request.commit(work).await?;
-        Ok(Track::new(Arc::new(updated)))
+        Ok(Track::new(Arc::new(next)))
     }
 
     /// Deletes a track; the later ones move up. ADMIN, or the course's own INSTRUCTOR.
     #[graphql(visible = "visibility::mutation_delete_track")]
     async fn delete_track(&self, ctx: &Context<'_>, id: ID) -> AppResult<ID> {
         let id = parse_id("id", &id)?;
-        let (t, c) = lookup::track(ctx, id, Action::ManageTracks).await?;
         let request = ctx.request()?;
         let mut work = request.begin().await?;
-        let before = positions(&work, c.id).await?;
-        let deleted = track::Entity::delete_by_id(t.id).exec(&work).await?.rows_affected;
-        if deleted == 1 {
-            shift_tracks(&work, c.id, t.position + 1, None, -1).await?;
-            work.live([LiveEvent::track(Op::Deleted, &t)]);
-            work.live(moved_tracks(&work, c.id, &before, t.id).await?);
-        }
+        let (c, tracks) = lookup::course_for_write(ctx, &work, CourseOf::Track(id), Action::ManageTracks).await?;
+        let t = tracks.iter().find(|t| t.id == id).ok_or(AppError::not_found("track"))?.clone();
+        work.at_commit(Query::delete().from_table(track::Entity).and_where(track::Column::Id.eq(t.id)));
+        let moved = shift(&mut work, &tracks, c.id, (t.position + 1, i32::MAX), -1);
+        work.live([LiveEvent::track(Op::Deleted, &t)]);
+        work.live(updated(&moved));
         request.commit(work).await?;
         Ok(crate::graphql::types::id(t.id))
     }
@@ -207,51 +186,43 @@ impl TrackMutation {
     #[graphql(visible = "visibility::mutation_reorder_tracks")]
     async fn reorder_tracks(&self, ctx: &Context<'_>, course_id: ID, track_ids: Vec<ID>) -> AppResult<Vec<Track>> {
         let course_id = parse_id("courseId", &course_id)?;
-        let c = lookup::course(ctx, course_id, Action::ManageTracks).await?;
+        let request = ctx.request()?;
+        let mut work = request.begin().await?;
+        let (c, tracks) =
+            lookup::course_for_write(ctx, &work, CourseOf::Course(course_id), Action::ManageTracks).await?;
         let ids = track_ids.iter().map(|i| parse_id("trackIds", i)).collect::<AppResult<Vec<_>>>()?;
         let wanted: HashSet<Uuid> = ids.iter().copied().collect();
         if wanted.len() != ids.len() {
             return Err(AppError::bad_input("trackIds", "`trackIds` lists a track more than once"));
         }
-        let request = ctx.request()?;
-        let mut work = request.begin().await?;
-        let current: Vec<(Uuid, i32)> = track::Entity::find()
-            .select_only()
-            .column(track::Column::Id)
-            .column(track::Column::Position)
-            .filter(track::Column::CourseId.eq(c.id))
-            .lock_exclusive()
-            .into_tuple()
-            .all(&work)
-            .await?;
-        if current.len() != ids.len() || current.iter().any(|(id, _)| !wanted.contains(id)) {
+        if tracks.len() != ids.len() || tracks.iter().any(|t| !wanted.contains(&t.id)) {
             return Err(AppError::bad_input("trackIds", "`trackIds` must list exactly the course's tracks, each once"));
         }
+        let now = now();
+        let before: HashMap<Uuid, &track::Model> = tracks.iter().map(|t| (t.id, t)).collect();
+        let after: Vec<track::Model> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| track::Model { position: i as i32, updated_at: now, ..before[id].clone() })
+            .collect();
         if !ids.is_empty() {
             let mut case = CaseStatement::new();
             for (i, id) in ids.iter().enumerate() {
                 case = case.case(Expr::col(track::Column::Id).eq(*id), Expr::val(i as i32));
             }
-            let q = Query::update()
-                .table(track::Entity)
-                .value(track::Column::Position, case.finally(Expr::col(track::Column::Position)))
-                .value(track::Column::UpdatedAt, Utc::now())
-                .and_where(Expr::col(track::Column::CourseId).eq(c.id))
-                .to_owned();
-            work.execute(&q).await?;
+            work.at_commit(
+                Query::update()
+                    .table(track::Entity)
+                    .value(track::Column::Position, case.finally(Expr::col(track::Column::Position)))
+                    .value(track::Column::UpdatedAt, now)
+                    .and_where(Expr::col(track::Column::CourseId).eq(c.id)),
+            );
         }
-        let tracks = track::Entity::find()
-            .filter(track::Column::CourseId.eq(c.id))
-            .order_by_asc(track::Column::Position)
-            .order_by_asc(track::Column::Id)
-            .all(&work)
-            .await?;
         // One CHANGED per track whose position changed.
-        let before: HashMap<Uuid, i32> = current.into_iter().collect();
         work.live(
-            tracks.iter().filter(|t| before.get(&t.id) != Some(&t.position)).map(|t| LiveEvent::track(Op::Updated, t)),
+            after.iter().filter(|t| before[&t.id].position != t.position).map(|t| LiveEvent::track(Op::Updated, t)),
         );
         request.commit(work).await?;
-        Ok(tracks.into_iter().map(|t| Track::new(Arc::new(t))).collect())
+        Ok(after.into_iter().map(|t| Track::new(Arc::new(t))).collect())
     }
 }
