@@ -43,12 +43,24 @@ pub fn role_def(m: &role::Model) -> RoleDef {
 
 /// `org`'s own roles, by key.
 pub async fn organization_roles(db: &impl ConnectionTrait, org: Uuid) -> Result<Vec<RoleDef>, DbErr> {
+    Ok(organizations_roles(db, &[org]).await?.remove(&org).unwrap_or_default())
+}
+
+/// The own roles of each of `orgs`, by key (in one statement: a page of memberships).
+pub async fn organizations_roles(
+    db: &impl ConnectionTrait,
+    orgs: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<RoleDef>>, DbErr> {
     let rows = role::Entity::find()
-        .filter(role::Column::OrganizationId.eq(org))
+        .filter(role::Column::OrganizationId.is_in(orgs.iter().copied()))
         .order_by_asc(role::Column::Key)
         .all(db)
         .await?;
-    Ok(rows.iter().map(role_def).collect())
+    let mut by = std::collections::HashMap::<Uuid, Vec<RoleDef>>::new();
+    for r in &rows {
+        by.entry(r.organization_id).or_default().push(role_def(r));
+    }
+    Ok(by)
 }
 
 /// `org`'s own roles as keys and grants.
@@ -58,14 +70,28 @@ pub async fn catalogue(db: &impl ConnectionTrait, org: Uuid) -> Result<Vec<RoleG
 
 /// The keys of the roles assigned to membership `id`.
 pub async fn assigned(db: &impl ConnectionTrait, id: Uuid) -> Result<Vec<String>, DbErr> {
-    membership_role::Entity::find()
+    Ok(assigned_to(db, &[id]).await?.remove(&id).unwrap_or_default())
+}
+
+/// The keys of the roles assigned to each of `memberships` (in one statement).
+pub async fn assigned_to(
+    db: &impl ConnectionTrait,
+    memberships: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<String>>, DbErr> {
+    let rows: Vec<(Uuid, String)> = membership_role::Entity::find()
         .select_only()
+        .column(membership_role::Column::MembershipId)
         .column(membership_role::Column::RoleKey)
-        .filter(membership_role::Column::MembershipId.eq(id))
+        .filter(membership_role::Column::MembershipId.is_in(memberships.iter().copied()))
         .order_by_asc(membership_role::Column::RoleKey)
         .into_tuple()
         .all(db)
-        .await
+        .await?;
+    let mut by = std::collections::HashMap::<Uuid, Vec<String>>::new();
+    for (m, k) in rows {
+        by.entry(m).or_default().push(k);
+    }
+    Ok(by)
 }
 
 /// The roles assigned in `org`, by membership.

@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::{context::ViewerCell, types::track::Track};
 use crate::{
-    authz::scope,
+    authz::{roles::RoleDef, scope},
     db::{RequestDb, rows},
+    domain::roles,
 };
 
 type LoadResult<V> = Result<HashMap<Uuid, V>, Arc<DbErr>>;
@@ -35,6 +36,37 @@ impl Loader<Uuid> for OrganizationLoader {
             .filter(organization::Column::Id.is_in(keys.iter().copied()))
             .filter(scope::organizations(viewer.as_ref()));
         Ok(rows::all_arc(&self.db, select).await?.into_iter().map(|o| (o.id, o)).collect())
+    }
+}
+
+/// The role keys assigned to each membership (none: an empty list). Ids come from
+/// memberships already scoped to the viewer, and the fields check READ_MEMBERS first.
+pub struct AssignedRolesLoader {
+    db: RequestDb,
+}
+
+impl Loader<Uuid> for AssignedRolesLoader {
+    type Value = Arc<Vec<String>>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let mut by = roles::assigned_to(&self.db, keys).await?;
+        Ok(keys.iter().map(|k| (*k, Arc::new(by.remove(k).unwrap_or_default()))).collect())
+    }
+}
+
+/// Each organization's own roles (none: an empty list), for the same callers.
+pub struct OrganizationRolesLoader {
+    db: RequestDb,
+}
+
+impl Loader<Uuid> for OrganizationRolesLoader {
+    type Value = Arc<Vec<RoleDef>>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
+        let mut by = roles::organizations_roles(&self.db, keys).await?;
+        Ok(keys.iter().map(|k| (*k, Arc::new(by.remove(k).unwrap_or_default()))).collect())
     }
 }
 
@@ -189,6 +221,8 @@ pub struct Loaders {
     pub tracks: L<TrackLoader>,
     pub tracks_by_course: L<TracksByCourseLoader>,
     pub memberships: L<MembershipLoader>,
+    pub assigned_roles: L<AssignedRolesLoader>,
+    pub organization_roles: L<OrganizationRolesLoader>,
     pub max_page_size: i32,
     viewer: ViewerCell,
 }
@@ -206,7 +240,9 @@ impl Loaders {
             courses: loader(CourseLoader { db: db.clone(), viewer: viewer.clone() }),
             tracks: loader(TrackLoader { db: db.clone(), viewer: viewer.clone() }),
             tracks_by_course: loader(TracksByCourseLoader { db: db.clone(), viewer: viewer.clone() }),
-            memberships: loader(MembershipLoader { db, viewer: viewer.clone() }),
+            memberships: loader(MembershipLoader { db: db.clone(), viewer: viewer.clone() }),
+            assigned_roles: loader(AssignedRolesLoader { db: db.clone() }),
+            organization_roles: loader(OrganizationRolesLoader { db }),
             max_page_size,
             viewer,
         }
@@ -306,5 +342,7 @@ impl Loaders {
         self.tracks.clear::<Uuid>();
         self.tracks_by_course.clear::<Uuid>();
         self.memberships.clear::<Uuid>();
+        self.assigned_roles.clear::<Uuid>();
+        self.organization_roles.clear::<Uuid>();
     }
 }

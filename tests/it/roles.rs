@@ -531,3 +531,39 @@ fn policy_check_reports_every_problem_with_its_place_and_serve_refuses_the_same_
     );
     assert!(text.contains("| `courses:write` | READ_DRAFT_COURSE, UPDATE_COURSE, MANAGE_TRACKS |"), "{text}");
 }
+
+#[tokio::test]
+async fn a_page_of_members_with_their_roles_costs_the_same_statements_for_any_size() {
+    let app = TestApp::spawn().await;
+    let w = acme(&app).await;
+    let role = app
+        .data(
+            &w.admin,
+            CREATE_ROLE,
+            json!({ "i": { "key": "reviewer", "name": "Reviewer", "grants": [{ "action": "READ_COURSE" }] } }),
+        )
+        .await["createRole"]["id"]
+        .clone();
+    let q = "{ organization { members(first: 50) { nodes { id roles { key } grants { action scope } } } } }";
+    let mut costs = Vec::new();
+    for batch in 0..2 {
+        for i in 0..4 {
+            let t = app.token(&format!("m{batch}{i}"), Some("acme"), Some("member"));
+            app.data(&t, ME, json!({})).await;
+        }
+        let members = app.data(&w.admin, q, json!({})).await;
+        for m in members["organization"]["members"]["nodes"].as_array().unwrap() {
+            if m["roles"].as_array().unwrap().is_empty() {
+                app.data(&w.admin, ASSIGN, json!({ "m": m["id"], "r": role })).await;
+            }
+        }
+        app.data(&w.admin, q, json!({})).await;
+        let before = app.statements();
+        let members = app.data(&w.admin, q, json!({})).await;
+        costs.push(app.statements() - before);
+        let nodes = members["organization"]["members"]["nodes"].as_array().unwrap().clone();
+        assert_eq!(nodes.len(), 2 + 4 * (batch + 1), "{members}");
+        assert!(nodes.iter().all(|m| m["roles"] == json!([{ "key": "reviewer" }])), "{members}");
+    }
+    assert_eq!(costs[0], costs[1], "statements grew with the number of members: {costs:?}");
+}

@@ -1,5 +1,7 @@
 //! `Membership`: a user's role in an organization.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -15,7 +17,6 @@ use crate::{
         Action, Resource, Role,
         roles::{RoleDef, RoleGrants},
     },
-    domain::roles,
     error::{AppError, AppResult},
     graphql::context::ContextExt,
 };
@@ -118,15 +119,18 @@ impl Membership {
     async fn assigned(
         &self,
         ctx: &Context<'_>,
-    ) -> AppResult<(std::sync::Arc<crate::auth::Viewer>, Vec<String>, Vec<RoleDef>)> {
+    ) -> AppResult<(Arc<crate::auth::Viewer>, Arc<Vec<String>>, Arc<Vec<RoleDef>>)> {
         let viewer = ctx.viewer()?;
         if viewer.user.id != self.user_id {
             ctx.require_as(&viewer, Action::ReadMembers, &Resource::Organization { id: self.organization_id })?;
         }
-        let db = ctx.db()?;
-        let keys = roles::assigned(db, self.id).await?;
-        let custom =
-            if keys.is_empty() { Vec::new() } else { roles::organization_roles(db, self.organization_id).await? };
+        let loaders = ctx.loaders()?;
+        let keys = loaders.assigned_roles.load_one(self.id).await?.unwrap_or_default();
+        let custom = if keys.is_empty() {
+            Default::default()
+        } else {
+            loaders.organization_roles.load_one(self.organization_id).await?.unwrap_or_default()
+        };
         Ok((viewer, keys, custom))
     }
 }
