@@ -79,21 +79,31 @@ pub fn log_event(action: AuditAction) -> &'static str {
 /// without RETURNING: under row-level security the application role may append events it
 /// could not read back.
 pub async fn record(db: &impl ConnectionTrait, event: Event) -> Result<(), DbErr> {
-    // The log line says the same (ids, never a token or a secret), for whoever reads logs.
+    db.execute(&recorded(event)).await.map(|_| ())
+}
+
+/// The INSERT that records `event` (for a unit of work to send with its last writes), and
+/// its log line: the same (ids, never a token or a secret), for whoever reads logs.
+pub fn recorded(event: Event) -> sea_orm::sea_query::InsertStatement {
     tracing::info!(target: "audit", event = log_event(event.action), action = event.action.as_str(),
         organization_id = event.organization_id.map(tracing::field::display),
         actor_id = event.actor_id.map(tracing::field::display), target_type = event.target.map(|t| t.0),
         target_id = event.target.map(|t| tracing::field::display(t.1)), details = %event.details, "audit event");
-    insert(db, event, None).await
+    statement(event, None)
 }
 
 async fn insert(db: &impl ConnectionTrait, event: Event, dedup_key: Option<String>) -> Result<(), DbErr> {
+    db.execute(&statement(event, dedup_key)).await?;
+    Ok(())
+}
+
+fn statement(event: Event, dedup_key: Option<String>) -> sea_orm::sea_query::InsertStatement {
     let (target_type, target_id) = match event.target {
         Some((t, id)) => (Some(t.to_owned()), Some(id)),
         None => (None, None),
     };
     let details = (event.details != Value::Null).then_some(event.details);
-    let q = Query::insert()
+    Query::insert()
         .into_table(audit_event::Entity)
         .columns([
             audit_event::Column::Id,
@@ -117,9 +127,7 @@ async fn insert(db: &impl ConnectionTrait, event: Event, dedup_key: Option<Strin
             details.into(),
             dedup_key.into(),
         ])
-        .to_owned();
-    db.execute(&q).await?;
-    Ok(())
+        .to_owned()
 }
 
 /// Records rate-limited events (ACCESS_DENIED, PLATFORM_ADMIN_ACCESS): at most one per

@@ -38,10 +38,10 @@ impl UnitOfWork {
         Self { txn, changes: Vec::new(), events: Vec::new(), last: Vec::new() }
     }
 
-    /// Records `event` in the audit log, in this transaction: it exists exactly when the
-    /// change it records does.
-    pub async fn audit(&self, event: audit::Event) -> Result<(), DbErr> {
-        audit::record(&self.txn, event).await
+    /// Records `event` in the audit log, in this transaction (sent with the last writes):
+    /// it exists exactly when the change it records does.
+    pub fn audit(&mut self, event: audit::Event) {
+        self.at_commit(&audit::recorded(event));
     }
 
     /// Notes a change to what a viewer is (their memberships, an organization's slug).

@@ -155,6 +155,26 @@ pub async fn course_for_write(
     Ok((c, tracks))
 }
 
+/// For a write to a course, inside its unit of work: the course as it is now, locked until
+/// the write commits (FOR UPDATE; SQLite's writer holds the whole database), in one
+/// statement. The same answers as [`course`].
+pub async fn course_locked(
+    ctx: &Context<'_>,
+    work: &impl ConnectionTrait,
+    id: Uuid,
+    action: Action,
+) -> AppResult<Arc<course::Model>> {
+    let viewer = ctx.viewer()?;
+    let c = course::Entity::find_by_id(id)
+        .filter(scope::courses(viewer.as_ref()))
+        .lock_exclusive()
+        .one(work)
+        .await?
+        .ok_or(AppError::not_found("course"))?;
+    ctx.require_as(&viewer, action, &super::types::course::resource(&c))?;
+    Ok(Arc::new(c))
+}
+
 /// A membership in one of the viewer's organizations, with `action` granted there.
 pub async fn membership(ctx: &Context<'_>, id: Uuid, action: Action) -> AppResult<Arc<membership::Model>> {
     let m = ctx.loaders()?.memberships.load_one(id).await?.ok_or(AppError::not_found("membership"))?;

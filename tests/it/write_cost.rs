@@ -178,6 +178,43 @@ async fn a_track_write_is_at_most_four_round_trips_on_postgresql() {
             }
         }
     }
+    // A course's writes: created (the row read back by its INSERT, the notifications in
+    // their own statement), updated and deleted (the course locked and read, then one
+    // statement that writes, records the audit event and notifies).
+    for round in ["warm", "counted"] {
+        let created = {
+            wire.take();
+            let d = app
+                .data(
+                    &admin,
+                    "mutation { createCourse(input: { title: \"X\", difficultyLevel: BEGINNER }) { id } }",
+                    json!({}),
+                )
+                .await;
+            let ops = wire.take();
+            if round == "counted" {
+                assert_eq!(ops.len(), 4, "createCourse: {ops:#?}");
+                assert_eq!(ops.iter().filter(|q| q.contains("pg_notify")).count(), 1, "{ops:#?}");
+            }
+            d["createCourse"]["id"].clone()
+        };
+        for (what, q) in [
+            (
+                "updateCourse",
+                "mutation($c: ID!) { updateCourse(id: $c, input: { title: \"Y\", price: \"12\" }) { id price } }",
+            ),
+            ("deleteCourse", "mutation($c: ID!) { deleteCourse(id: $c) }"),
+        ] {
+            wire.take();
+            let d = app.data(&admin, q, json!({ "c": created })).await;
+            if what == "updateCourse" {
+                assert_eq!(d["updateCourse"]["price"], "12.00", "answered as stored: {d}");
+            }
+            if round == "counted" {
+                cost(what, wire.take());
+            }
+        }
+    }
     // And the tracks are where the writes said: dense positions 0, 1, … in the order last set.
     let tracks = tracks().await;
     let positions: Vec<i64> = tracks.as_array().unwrap().iter().map(|t| t["position"].as_i64().unwrap()).collect();

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object};
-use chrono::Utc;
+use chrono::{SubsecRound as _, Utc};
 use entity::{AuditAction, course};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryTrait, Set, TryIntoModel};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -61,9 +61,19 @@ pub struct UpdateCourseInput {
     pub metadata: MaybeUndefined<Json<Value>>,
 }
 
+/// Whether `user` may teach in `org`. The viewer's own stored grants come with their
+/// context, as every other decision about them does (no statement); anyone else's are read.
+async fn teaches(ctx: &Context<'_>, user: Uuid, org: Uuid) -> AppResult<bool> {
+    let viewer = ctx.viewer()?;
+    if user == viewer.user.id {
+        return Ok(viewer.membership(org).is_some_and(|m| m.is_active && m.grants.has(Action::UpdateCourse)));
+    }
+    Ok(can_teach(ctx.db()?, &viewer.policy, user, org).await?)
+}
+
 /// BAD_USER_INPUT unless `instructor` may teach in `org`.
 async fn must_teach(ctx: &Context<'_>, instructor: Uuid, org: Uuid) -> AppResult<()> {
-    if can_teach(ctx.db()?, &ctx.viewer()?.policy, instructor, org).await? {
+    if teaches(ctx, instructor, org).await? {
         return Ok(());
     }
     Err(AppError::bad_input(
@@ -102,7 +112,7 @@ async fn new_course(ctx: &Context<'_>, input: CreateCourseInput, org: Uuid) -> A
             Some(id)
         }
         // The creator teaches it — unless they cannot (a platform admin from outside).
-        None => can_teach(ctx.db()?, &viewer.policy, viewer.user.id, org).await?.then_some(viewer.user.id),
+        None => teaches(ctx, viewer.user.id, org).await?.then_some(viewer.user.id),
     };
     let now = Utc::now();
     Ok(course::ActiveModel {
@@ -169,7 +179,7 @@ async fn changed_course(
     if !input.metadata.is_undefined() {
         am.metadata = Set(input.metadata.as_opt_ref().flatten().map(|j| j.0.clone()));
     }
-    am.updated_at = Set(Utc::now());
+    am.updated_at = Set(Utc::now().trunc_subsecs(6));
     Ok(am)
 }
 
@@ -196,11 +206,15 @@ impl CourseMutation {
     #[graphql(visible = "visibility::mutation_update_course")]
     async fn update_course(&self, ctx: &Context<'_>, id: ID, input: UpdateCourseInput) -> AppResult<Course> {
         let id = parse_id("id", &id)?;
-        let current = lookup::course(ctx, id, Action::UpdateCourse).await?;
-        let row = changed_course(ctx, &current, input).await?;
         let request = ctx.request()?;
         let mut work = request.begin().await?;
-        let updated = row.update(&work).await?;
+        let current = lookup::course_locked(ctx, &work, id, Action::UpdateCourse).await?;
+        let row = changed_course(ctx, &current, input).await?;
+        // The row as the database will hold it (the course is locked: nothing else changes
+        // it before this commits), so the write need not read it back.
+        let mut updated = row.clone().try_into_model()?;
+        updated.price.rescale(2);
+        work.at_commit(course::Entity::update_many().set(row).filter(course::Column::Id.eq(id)).as_query());
         work.live([LiveEvent::course_updated(&current, &updated)]);
         request.commit(work).await?;
         Ok(Course(Arc::new(updated)))
@@ -210,16 +224,15 @@ impl CourseMutation {
     #[graphql(visible = "visibility::mutation_delete_course")]
     async fn delete_course(&self, ctx: &Context<'_>, id: ID) -> AppResult<ID> {
         let id = parse_id("id", &id)?;
-        let c = lookup::course(ctx, id, Action::DeleteCourse).await?;
         let request = ctx.request()?;
         let mut work = request.begin().await?;
-        course::Entity::delete_by_id(c.id).exec(&work).await?;
+        let c = lookup::course_locked(ctx, &work, id, Action::DeleteCourse).await?;
+        work.at_commit(course::Entity::delete_by_id(c.id).as_query());
         work.audit(
             Event::new(AuditAction::CourseDeleted, Some(c.organization_id), Some(ctx.viewer()?.user.id))
                 .target("course", c.id)
                 .details(serde_json::json!({ "title": c.title, "wasPublished": c.is_published })),
-        )
-        .await?;
+        );
         work.live([LiveEvent::course_deleted(&c)]);
         request.commit(work).await?;
         Ok(crate::graphql::types::id(c.id))

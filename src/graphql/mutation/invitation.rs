@@ -166,8 +166,7 @@ impl InvitationMutation {
             Event::new(AuditAction::InvitationCreated, Some(org.id), Some(viewer.user.id))
                 .target("invitation", row.id)
                 .details(json!({ "email": row.email, "role": input.role.as_str(), "expiresAt": row.expires_at })),
-        )
-        .await?;
+        );
         invitees.into_iter().for_each(|u| work.changed(Change::User(u)));
         request.commit(work).await?;
         Ok(Invitation::new(&row))
@@ -180,7 +179,7 @@ impl InvitationMutation {
         let id = parse_id("id", &id)?;
         let inv = lookup::invitation(ctx, id, Action::ManageMembers).await?;
         let request = ctx.request()?;
-        let work = request.begin().await?;
+        let mut work = request.begin().await?;
         lock_and_recheck(ctx, &work, &viewer, inv.organization_id, Action::ManageMembers).await?;
         let now = Utc::now();
         let q = Query::update()
@@ -203,8 +202,7 @@ impl InvitationMutation {
             Event::new(AuditAction::InvitationRevoked, Some(inv.organization_id), Some(viewer.user.id))
                 .target("invitation", inv.id)
                 .details(json!({ "email": inv.email, "role": inv.role.as_str() })),
-        )
-        .await?;
+        );
         let updated =
             invitation::Entity::find_by_id(inv.id).one(&work).await?.ok_or(AppError::not_found("invitation"))?;
         request.commit(work).await?;

@@ -140,8 +140,7 @@ impl MembershipMutation {
                 .details(
                     serde_json::json!({ "userId": target.id, "role": input.role.as_str(), "reactivated": reactivated }),
                 ),
-        )
-        .await?;
+        );
         work.changed(Change::User(target.id));
         request.commit(work).await?;
         Ok(Membership::from(&m))
@@ -161,8 +160,7 @@ impl MembershipMutation {
             Event::new(AuditAction::MemberRoleChanged, Some(m.organization_id), Some(viewer.user.id))
                 .target("membership", m.id)
                 .details(serde_json::json!({ "userId": m.user_id, "from": m.role.as_str(), "to": role.as_str() })),
-        )
-        .await?;
+        );
         // A member who no longer holds UPDATE_COURSE (by role or assigned roles) stops teaching.
         if !roles::stored_grants(&work, &viewer.policy, &updated).await?.has(Action::UpdateCourse) {
             work.live(membership::end_instructorships(&work, m.user_id, m.organization_id).await?);
@@ -187,8 +185,7 @@ impl MembershipMutation {
             Event::new(AuditAction::MemberRemoved, Some(m.organization_id), Some(viewer.user.id))
                 .target("membership", m.id)
                 .details(serde_json::json!({ "userId": m.user_id, "role": m.role.as_str() })),
-        )
-        .await?;
+        );
         // Its custom roles go with it: an invitation brings the member back with the
         // invited role only.
         for key in roles::unassign_all(&work, m.id).await? {
@@ -196,8 +193,7 @@ impl MembershipMutation {
                 Event::new(AuditAction::RoleUnassigned, Some(m.organization_id), Some(viewer.user.id))
                     .target("membership", m.id)
                     .details(serde_json::json!({ "userId": m.user_id, "role": key, "reason": "member removed" })),
-            )
-            .await?;
+            );
         }
         work.live(membership::end_instructorships(&work, m.user_id, m.organization_id).await?);
         work.changed(Change::User(m.user_id));

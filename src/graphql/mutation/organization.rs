@@ -77,8 +77,7 @@ impl OrganizationMutation {
             Event::new(AuditAction::MemberAdded, Some(id), Some(viewer.user.id))
                 .target("user", viewer.user.id)
                 .details(serde_json::json!({ "role": "ADMIN", "source": "createOrganization" })),
-        )
-        .await?;
+        );
         work.changed(Change::User(viewer.user.id));
         request.commit(work).await?;
         Ok(Organization(Arc::new(org)))
@@ -125,8 +124,7 @@ impl OrganizationMutation {
             Event::new(AuditAction::OrganizationUpdated, Some(id), Some(ctx.viewer()?.user.id))
                 .target("organization", id)
                 .details(Value::Object(changed)),
-        )
-        .await?;
+        );
         work.changed(Change::Organization(id));
         request.commit(work).await?;
         Ok(Organization(Arc::new(updated)))

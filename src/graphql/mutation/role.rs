@@ -129,8 +129,7 @@ impl RoleMutation {
             Event::new(AuditAction::RoleCreated, Some(org.id), Some(viewer.user.id))
                 .target("role", row.id)
                 .details(json!({ "key": key, "grants": roles::encode_grants(grants) })),
-        )
-        .await?;
+        );
         // Explanations (`grantingRoles`) list the organization's roles.
         work.changed(Change::Organization(org.id));
         request.commit(work).await?;
@@ -168,8 +167,7 @@ impl RoleMutation {
             Event::new(AuditAction::RoleUpdated, Some(row.organization_id), Some(viewer.user.id))
                 .target("role", row.id)
                 .details(json!({ "key": row.key, "from": row.grants, "to": changed.grants, "name": changed.name })),
-        )
-        .await?;
+        );
         work.changed(Change::Organization(row.organization_id));
         request.commit(work).await?;
         Ok(RoleNode(roles::role_def(&changed)))
@@ -193,16 +191,14 @@ impl RoleMutation {
                 Event::new(AuditAction::RoleUnassigned, Some(row.organization_id), Some(viewer.user.id))
                     .target("membership", m.id)
                     .details(json!({ "userId": m.user_id, "role": row.key, "reason": "role deleted" })),
-            )
-            .await?;
+            );
         }
         end_lost_instructorships(&mut work, &viewer.policy, &held).await?;
         work.audit(
             Event::new(AuditAction::RoleDeleted, Some(row.organization_id), Some(viewer.user.id))
                 .target("role", row.id)
                 .details(json!({ "key": row.key, "grants": row.grants, "unassigned": held.len() })),
-        )
-        .await?;
+        );
         work.changed(Change::Organization(row.organization_id));
         request.commit(work).await?;
         Ok(crate::graphql::types::id(row.id))
@@ -222,8 +218,7 @@ impl RoleMutation {
                 Event::new(AuditAction::RoleAssigned, Some(m.organization_id), Some(viewer.user.id))
                     .target("membership", m.id)
                     .details(json!({ "userId": m.user_id, "role": key })),
-            )
-            .await?;
+            );
         }
         work.changed(Change::User(m.user_id));
         ctx.request()?.commit(work).await?;
@@ -241,8 +236,7 @@ impl RoleMutation {
                 Event::new(AuditAction::RoleUnassigned, Some(m.organization_id), Some(viewer.user.id))
                     .target("membership", m.id)
                     .details(json!({ "userId": m.user_id, "role": key })),
-            )
-            .await?;
+            );
             end_lost_instructorships(&mut work, &viewer.policy, std::slice::from_ref(&m)).await?;
         }
         work.changed(Change::User(m.user_id));
