@@ -361,6 +361,14 @@ pub fn check(subject: &impl Subject, action: Action, resource: &Resource) -> Dec
 /// The name of the rule for choosing someone else as a course's instructor.
 pub const ASSIGN_INSTRUCTOR: &str = "course.instructor.assign:admin";
 
+/// Whether a member whose stored grants are `grants` may be a course's instructor: they
+/// hold UPDATE_COURSE, at either scope (for the built-in roles, ADMIN and INSTRUCTOR).
+/// Stored grants only: a token's permissions, which come and go per request, never make
+/// anyone an instructor.
+pub fn may_teach(grants: GrantSet) -> bool {
+    grants.has(Action::UpdateCourse)
+}
+
 /// Choosing someone else as a course's instructor (`instructorId` on create/update) is
 /// the built-in ADMIN's (and the platform admin's), never a grant; the decision is
 /// reported under the mutation's own action.

@@ -16,7 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    authz::{Action, roles::Policy},
+    authz::roles::Policy,
     error::{AppError, AppResult},
     live::LiveEvent,
 };
@@ -182,10 +182,12 @@ pub async fn keep_an_admin(db: &impl ConnectionTrait, m: &membership::Model) -> 
 }
 
 /// Whether `user` may be a course's instructor in `org`: an active member whose stored
-/// grants include UPDATE_COURSE (either scope) — for the built-in roles, ADMIN or INSTRUCTOR.
+/// grants allow it ([`crate::authz::policy::may_teach`]).
 pub async fn can_teach(db: &impl ConnectionTrait, policy: &Policy, user: Uuid, org: Uuid) -> Result<bool, DbErr> {
     match find(db, user, org).await? {
-        Some(m) if m.is_active => Ok(super::roles::stored_grants(db, policy, &m).await?.has(Action::UpdateCourse)),
+        Some(m) if m.is_active => {
+            Ok(crate::authz::policy::may_teach(super::roles::stored_grants(db, policy, &m).await?))
+        }
         _ => Ok(false),
     }
 }

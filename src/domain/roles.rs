@@ -78,20 +78,7 @@ pub async fn assigned_to(
     db: &impl ConnectionTrait,
     memberships: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Vec<String>>, DbErr> {
-    let rows: Vec<(Uuid, String)> = membership_role::Entity::find()
-        .select_only()
-        .column(membership_role::Column::MembershipId)
-        .column(membership_role::Column::RoleKey)
-        .filter(membership_role::Column::MembershipId.is_in(memberships.iter().copied()))
-        .order_by_asc(membership_role::Column::RoleKey)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let mut by = std::collections::HashMap::<Uuid, Vec<String>>::new();
-    for (m, k) in rows {
-        by.entry(m).or_default().push(k);
-    }
-    Ok(by)
+    assigned_where(db, membership_role::Column::MembershipId.is_in(memberships.iter().copied())).await
 }
 
 /// The roles assigned in `org`, by membership.
@@ -99,11 +86,19 @@ pub async fn assignments(
     db: &impl ConnectionTrait,
     org: Uuid,
 ) -> Result<std::collections::HashMap<Uuid, Vec<String>>, DbErr> {
+    assigned_where(db, membership_role::Column::OrganizationId.eq(org)).await
+}
+
+/// The assigned keys of the memberships `which` selects, by membership, in key order.
+async fn assigned_where(
+    db: &impl ConnectionTrait,
+    which: sea_orm::sea_query::SimpleExpr,
+) -> Result<std::collections::HashMap<Uuid, Vec<String>>, DbErr> {
     let rows: Vec<(Uuid, String)> = membership_role::Entity::find()
         .select_only()
         .column(membership_role::Column::MembershipId)
         .column(membership_role::Column::RoleKey)
-        .filter(membership_role::Column::OrganizationId.eq(org))
+        .filter(which)
         .order_by_asc(membership_role::Column::RoleKey)
         .into_tuple()
         .all(db)

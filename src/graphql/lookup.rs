@@ -79,6 +79,15 @@ pub enum CourseOf {
     Track(Uuid),
 }
 
+/// The select list of [`course_for_write`] on PostgreSQL: the course's columns as `c_…`,
+/// its tracks' as `t_…` (built once).
+static COURSE_AND_TRACK_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let c = course::Column::iter().map(|c| format!("c.\"{0}\" AS \"c_{0}\"", c.as_str()));
+    let t = track::Column::iter().map(|c| format!("t.\"{0}\" AS \"t_{0}\"", c.as_str()));
+    c.chain(t).collect::<Vec<_>>().join(", ")
+});
+const TRACKS_NOW: &str = "LEFT JOIN LATERAL app_tracks_now(c.id) t ON true ORDER BY t.position, t.id";
+
 /// For a write to a course's tracks, inside its unit of work: the course, locked until
 /// the write commits (FOR UPDATE on PostgreSQL, so concurrent writes to one course's
 /// tracks take turns and positions stay dense; SQLite's writer holds the whole database),
@@ -112,15 +121,7 @@ pub async fn course_for_write(
         // lock would otherwise see the tracks as they were when it began.
         DbBackend::Postgres => {
             let locked = DbBackend::Postgres.build(course.lock_exclusive().as_query());
-            let cols = |prefix: &str, alias: &str, names: Vec<&str>| {
-                names.iter().map(|c| format!("{alias}.\"{c}\" AS \"{prefix}{c}\"")).collect::<Vec<_>>().join(", ")
-            };
-            let sql = format!(
-                "SELECT {}, {} FROM ({}) c LEFT JOIN LATERAL app_tracks_now(c.id) t ON true ORDER BY t.position, t.id",
-                cols("c_", "c", course::Column::iter().map(|c| c.as_str()).collect()),
-                cols("t_", "t", track::Column::iter().map(|c| c.as_str()).collect()),
-                locked.sql
-            );
+            let sql = format!("SELECT {} FROM ({}) c {TRACKS_NOW}", *COURSE_AND_TRACK_COLUMNS, locked.sql);
             let stmt = Statement { sql, ..locked };
             work.query_all_raw(stmt)
                 .await?

@@ -1,8 +1,8 @@
 //! What a write costs on PostgreSQL, counted where it is paid: the server's round trips.
 //! A proxy between the server and PostgreSQL reads the client's side of the wire protocol
 //! and counts each simple query (`BEGIN`, `COMMIT`) and each extended-protocol statement
-//! (its `Sync`): without a read replica or row-level security, every track write — and
-//! everything it announces to other processes — is at most 4.
+//! (its `Sync`): without a read replica or row-level security, every track and course
+//! write — with its audit row and everything it announces to other processes — is at most 4.
 
 use std::sync::{Arc, Mutex};
 

@@ -66,7 +66,7 @@ pub struct UpdateCourseInput {
 async fn teaches(ctx: &Context<'_>, user: Uuid, org: Uuid) -> AppResult<bool> {
     let viewer = ctx.viewer()?;
     if user == viewer.user.id {
-        return Ok(viewer.membership(org).is_some_and(|m| m.is_active && m.grants.has(Action::UpdateCourse)));
+        return Ok(viewer.membership(org).is_some_and(|m| m.is_active && policy::may_teach(m.grants)));
     }
     Ok(can_teach(ctx.db()?, &viewer.policy, user, org).await?)
 }

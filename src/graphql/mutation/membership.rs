@@ -162,7 +162,7 @@ impl MembershipMutation {
                 .details(serde_json::json!({ "userId": m.user_id, "from": m.role.as_str(), "to": role.as_str() })),
         );
         // A member who no longer holds UPDATE_COURSE (by role or assigned roles) stops teaching.
-        if !roles::stored_grants(&work, &viewer.policy, &updated).await?.has(Action::UpdateCourse) {
+        if !crate::authz::policy::may_teach(roles::stored_grants(&work, &viewer.policy, &updated).await?) {
             work.live(membership::end_instructorships(&work, m.user_id, m.organization_id).await?);
         }
         work.changed(Change::User(m.user_id));

@@ -74,7 +74,7 @@ fn built_in_refused(ctx: &Context<'_>, viewer: &Viewer, r: &RoleDef) -> AppError
 /// the change: their instructorships end in the same unit of work.
 async fn end_lost_instructorships(work: &mut UnitOfWork, policy: &Policy, held: &[membership::Model]) -> AppResult<()> {
     for m in held {
-        if !roles::stored_grants(&*work, policy, m).await?.has(Action::UpdateCourse) {
+        if !crate::authz::policy::may_teach(roles::stored_grants(&*work, policy, m).await?) {
             let events = memberships::end_instructorships(&*work, m.user_id, m.organization_id).await?;
             work.live(events);
         }
